@@ -1,0 +1,48 @@
+"""vaelab: train, evaluate and visualize disentangled and structured VAEs.
+
+The public API is what this module exports; everything else may change.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from vaelab.registry import DATASETS, METRICS, MODELS, OBJECTIVES, PLOTS
+from vaelab import data, models, objectives  # noqa: F401  (fill the registries)
+from vaelab.config import ConfigError, RunConfig, TrainConfig
+from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
+from vaelab.factory import create_model, create_objective
+from vaelab.runs import Run, load_run
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "FactorDataset",
+    "ImageDataset",
+    "Run",
+    "RunConfig",
+    "TrainConfig",
+    "create_model",
+    "create_objective",
+    "list_names",
+    "load_dataset",
+    "load_run",
+]
+
+
+def list_names(kind: str) -> list[str]:
+    """Registered names of one kind: models, objectives, datasets, metrics, plots or presets."""
+    registries = {
+        "models": MODELS,
+        "objectives": OBJECTIVES,
+        "datasets": DATASETS,
+        "metrics": METRICS,
+        "plots": PLOTS,
+    }
+    if kind == "presets":
+        from vaelab.presets import preset_names
+
+        return preset_names()
+    if kind not in registries:
+        raise KeyError(f"unknown kind {kind!r}; known kinds: {', '.join([*registries, 'presets'])}")
+    return registries[kind].names()

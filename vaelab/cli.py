@@ -1,0 +1,51 @@
+"""The `vaelab` command: thin argument parsing over library functions (one module per command)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (sub-command module, in help order). Each module defines add_parser(subparsers), which
+# registers its sub-command and sets `func(args) -> int` as the parser's default.
+COMMANDS = [
+    "vaelab.commands.train",
+    "vaelab.commands.eval",
+    "vaelab.commands.plot",
+    "vaelab.commands.report",
+    "vaelab.commands.data",
+    "vaelab.commands.listing",
+    "vaelab.commands.import_disvae",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaelab",
+        description="Train, evaluate and visualize disentangled and structured VAEs.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name == name:  # command not installed in this build
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from vaelab.errors import run_cli_command
+
+    return run_cli_command(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

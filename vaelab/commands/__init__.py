@@ -1,0 +1,1 @@
+"""CLI sub-commands. Each module has `add_parser(subparsers)`; cli.py lists them in order."""

@@ -1,0 +1,215 @@
+"""Dataset interfaces: in-memory image tensors drawn by index, and ground-truth factors.
+
+`ImageDataset` holds every image as one uint8 tensor (N, C, H, W) and hands out float batches in
+[0, 1] by index on whatever device the storage lives on, so training never collates items one by
+one. `FactorDataset` adds ground-truth factors for the metrics: factor names and sizes, the factor
+indices of every item, `sample_factors` and `sample_observations_from_factors`. It serves full
+factorial grids (dSprites) and datasets that cover only part of the grid alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DataConfig",
+    "DataError",
+    "FactorDataset",
+    "ImageDataset",
+    "data_home",
+]
+
+
+class DataError(RuntimeError):
+    """A data file is missing, corrupt, or cannot be fetched; the message says what to do."""
+
+
+def data_home(root: str | os.PathLike | None = None) -> Path:
+    """The folder where vaelab keeps downloaded and generated data.
+
+    `root` wins, then the `VAELAB_DATA` environment variable, then `$XDG_CACHE_HOME/vaelab`,
+    then `~/.cache/vaelab`.
+    """
+    if root:
+        return Path(root).expanduser()
+    if os.environ.get("VAELAB_DATA"):
+        return Path(os.environ["VAELAB_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "vaelab"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Options every dataset takes."""
+
+    root: str = ""  # data folder; "" means `data_home()` (VAELAB_DATA or ~/.cache/vaelab)
+    split: str = "train"  # "train" | "test" where the dataset has splits
+    limit: int = 0  # keep only the first `limit` items (0: all), for quick experiments and tests
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+        if self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+
+
+class ImageDataset:
+    """Images held as a uint8 tensor (N, C, H, W) with values 0..255.
+
+    Args:
+        images: uint8 tensor (N, C, H, W).
+        labels: optional integer labels (N,), for colouring plots and clustering scores.
+        name: registry name, for messages.
+    """
+
+    def __init__(self, images: Tensor, labels: np.ndarray | None = None, name: str = "") -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+        self.data = images
+        self.labels = None if labels is None else np.asarray(labels)
+        self.name = name
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        return tuple(int(s) for s in self.data.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    def to(self, device: torch.device | str) -> "ImageDataset":
+        """Moves the storage (in place) to `device`, so batches are drawn there."""
+        self.data = self.data.to(device)
+        return self
+
+    def batch(self, index: Tensor | np.ndarray | Sequence[int]) -> Tensor:
+        """Float images in [0, 1], shape (B, C, H, W), on the storage device."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        return self.data.index_select(0, index).float().div_(255.0)
+
+    def uint8(self, index: Tensor | np.ndarray | Sequence[int]) -> Tensor:
+        """uint8 images (B, C, H, W), on the storage device."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        return self.data.index_select(0, index)
+
+
+class FactorDataset(ImageDataset):
+    """An image dataset whose items carry ground-truth factor indices.
+
+    Args:
+        images: uint8 tensor (N, C, H, W).
+        factors: integer factor indices (N, F); factor k takes values 0..factor_sizes[k]-1.
+        factor_names: F names.
+        factor_sizes: F cardinalities.
+        factor_values: optional F arrays with the physical value of each factor index.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        factors: np.ndarray,
+        factor_names: Sequence[str],
+        factor_sizes: Sequence[int],
+        factor_values: Sequence[np.ndarray] | None = None,
+        labels: np.ndarray | None = None,
+        name: str = "",
+    ) -> None:
+        super().__init__(images, labels=labels, name=name)
+        self._init_factors(factors, factor_names, factor_sizes, factor_values)
+
+    def _init_factors(self, factors, factor_names, factor_sizes, factor_values) -> None:
+        factors = np.asarray(factors, dtype=np.int64)
+        if factors.ndim != 2 or factors.shape[1] != len(factor_sizes):
+            raise ValueError(f"factors must be (N, {len(factor_sizes)}), got {factors.shape}")
+        if len(factor_names) != len(factor_sizes):
+            raise ValueError("factor_names and factor_sizes differ in length")
+        if factors.size and ((factors < 0).any() or (factors >= np.asarray(factor_sizes)).any()):
+            raise ValueError("factor indices out of range of factor_sizes")
+        self.factors = factors
+        self.factor_names = tuple(factor_names)
+        self.factor_sizes = tuple(int(s) for s in factor_sizes)
+        self.factor_values = (
+            [np.arange(s) for s in self.factor_sizes]
+            if factor_values is None
+            else [np.asarray(v) for v in factor_values]
+        )
+        # Mixed-radix code of each item's factor row; last factor varies fastest.
+        self._bases = np.cumprod((1,) + self.factor_sizes[::-1])[:-1][::-1].astype(np.int64)
+        codes = factors @ self._bases
+        self.is_grid = len(factors) == int(np.prod(self.factor_sizes)) and bool(
+            (codes == np.arange(len(codes))).all()
+        )
+        if not self.is_grid:
+            order = np.argsort(codes, kind="stable")
+            self._sorted_codes = codes[order]
+            self._order = order
+
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_sizes)
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n factor rows (n, F) drawn from the data: uniform over the grid, or over the items."""
+        if self.is_grid:
+            return np.stack([rng.integers(0, s, size=n) for s in self.factor_sizes], axis=1)
+        return self.factors[rng.integers(0, len(self.factors), size=n)]
+
+    def index_of_factors(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Dataset indices (n,) of items with the given factor rows (n, F).
+
+        On a grid the match is unique. Elsewhere one matching item is chosen at random; a row no
+        item has raises `ValueError` (draw rows with `sample_factors`, or resample factors by
+        replacing one coordinate with `resample_factor`).
+        """
+        codes = np.asarray(factors, dtype=np.int64) @ self._bases
+        if self.is_grid:
+            return codes
+        left = np.searchsorted(self._sorted_codes, codes, side="left")
+        right = np.searchsorted(self._sorted_codes, codes, side="right")
+        missing = right <= left
+        if missing.any():
+            bad = np.asarray(factors)[np.argmax(missing)]
+            raise ValueError(f"no item of {self.name or 'the dataset'} has factors {bad.tolist()}")
+        pick = left + (rng.random(len(codes)) * (right - left)).astype(np.int64)
+        return self._order[pick]
+
+    def resample_with_fixed_factor(
+        self, k: int, value: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Factor rows (n, F) drawn from the data with factor k equal to `value` (n,).
+
+        On a grid the other factors are uniform; elsewhere an item with factor k == value is drawn.
+        """
+        value = np.asarray(value, dtype=np.int64)
+        if self.is_grid:
+            rows = self.sample_factors(len(value), rng)
+            rows[:, k] = value
+            return rows
+        rows = np.empty((len(value), self.num_factors), dtype=np.int64)
+        column = self.factors[:, k]
+        for v in np.unique(value):
+            pool = np.flatnonzero(column == v)
+            if len(pool) == 0:
+                raise ValueError(f"no item has {self.factor_names[k]} = {v}")
+            where = np.flatnonzero(value == v)
+            rows[where] = self.factors[pool[rng.integers(0, len(pool), size=len(where))]]
+        return rows
+
+    def sample_observations_from_factors(self, factors: np.ndarray, rng: np.random.Generator) -> Tensor:
+        """Float images (n, C, H, W) in [0, 1] with the given factor rows (n, F)."""
+        return self.batch(self.index_of_factors(factors, rng))

@@ -1,0 +1,33 @@
+"""Turns library errors into one clear line on stderr and an exit code, for the CLI."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from vaelab.config import ConfigError
+
+
+class VaelabError(RuntimeError):
+    """A user-facing error whose message says what was expected and what to do."""
+
+
+def run_cli_command(func: Callable[[Any], int | None], args: Any) -> int:
+    """Runs a sub-command; known error kinds print `vaelab: error: ...` and return 2."""
+    from vaelab.data.base import DataError
+
+    try:
+        code = func(args)
+    except (ConfigError, VaelabError, DataError, FileNotFoundError, FileExistsError) as error:
+        print(f"vaelab: error: {error}", file=sys.stderr)
+        return 2
+    except KeyError as error:  # unknown registry names carry their own message
+        message = str(error.args[0]) if error.args else ""
+        if not message.startswith("unknown "):
+            raise
+        print(f"vaelab: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaelab: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)

@@ -1,0 +1,1 @@
+"""Disentanglement and clustering metrics (being written)."""

@@ -1,0 +1,199 @@
+"""Gaussian-latent VAE with the Burgess et al. (2018) conv encoder and decoder.
+
+Burgess et al., "Understanding disentangling in beta-VAE" (2018), as implemented by
+disentangling-vae (Dubs et al. 2019); layer for layer the same, so its checkpoints import exactly
+(`vaelab.models.disvae_import`). One model serves VAE, beta-VAE, annealed VAE, FactorVAE and
+beta-TCVAE: those differ only in the objective.
+
+Differences from the seed, both invisible to its weights: the decoder returns logits and the
+likelihood applies the sigmoid (so Bernoulli losses use the stable `binary_cross_entropy_with_logits`
+instead of clamped logs), and sampling is explicit (`sample=True`) instead of tied to train mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vaelab.registry import MODELS
+
+__all__ = ["BurgessConfig", "BurgessDecoder", "BurgessEncoder", "VAE", "VAEOutput", "kaiming_init"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BurgessConfig:
+    """Shape of the Burgess VAE. Channels and image size default to the dataset's."""
+
+    latent_dim: int = 10  # D
+    channels: int = 0  # C of the input; 0: taken from the data
+    image_size: int = 0  # H = W, 32 or 64; 0: taken from the data
+    hidden_channels: int = 32
+    hidden_dim: int = 256
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if self.image_size not in (0, 32, 64):
+            raise ValueError(
+                f"the Burgess model takes 32x32 or 64x64 images, got image_size={self.image_size}; "
+                "resize the data or use the configurable 'conv' model"
+            )
+        if self.channels < 0:
+            raise ValueError(f"channels must be >= 0, got {self.channels}")
+
+
+@dataclass
+class VAEOutput:
+    """What a Gaussian VAE's forward pass returns.
+
+    Attributes:
+        mu: posterior means (B, D).
+        logvar: posterior log-variances (B, D).
+        z: latent codes fed to the decoder (B, D): a sample, or mu when not sampling.
+        logits: decoder logits (B, C, H, W); the likelihood mean is sigmoid(logits).
+    """
+
+    mu: Tensor
+    logvar: Tensor
+    z: Tensor
+    logits: Tensor
+
+    @property
+    def recon(self) -> Tensor:
+        """Likelihood mean in (0, 1), shape (B, C, H, W)."""
+        return torch.sigmoid(self.logits)
+
+
+def kaiming_init(module: nn.Module) -> None:
+    """Kaiming-uniform (ReLU gain) weights of every conv and linear layer; biases keep defaults.
+
+    As the seed: every layer, including the output heads, uses the ReLU rule.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+
+
+class BurgessEncoder(nn.Module):
+    """x (B, C, H, W) -> (mu, logvar), each (B, D). Head units interleave mu_j, logvar_j."""
+
+    def __init__(self, channels: int, image_size: int, latent_dim: int, hidden: int = 32,
+                 hidden_dim: int = 256) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.conv1 = nn.Conv2d(channels, hidden, 4, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(hidden, hidden, 4, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(hidden, hidden, 4, stride=2, padding=1)
+        self.conv_64 = nn.Conv2d(hidden, hidden, 4, stride=2, padding=1) if image_size == 64 else None
+        self.lin1 = nn.Linear(hidden * 4 * 4, hidden_dim)
+        self.lin2 = nn.Linear(hidden_dim, hidden_dim)
+        self.mu_logvar_gen = nn.Linear(hidden_dim, 2 * latent_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.relu(self.conv1(x))
+        h = torch.relu(self.conv2(h))
+        h = torch.relu(self.conv3(h))
+        if self.conv_64 is not None:
+            h = torch.relu(self.conv_64(h))  # (B, 32, 4, 4)
+        h = h.flatten(1)  # (B, 512), NCHW order whatever the memory layout
+        h = torch.relu(self.lin1(h))
+        h = torch.relu(self.lin2(h))
+        mu_logvar = self.mu_logvar_gen(h).view(-1, self.latent_dim, 2)  # (B, D, 2) interleaved
+        return mu_logvar[..., 0], mu_logvar[..., 1]
+
+
+class BurgessDecoder(nn.Module):
+    """z (B, D) -> logits (B, C, H, W)."""
+
+    def __init__(self, channels: int, image_size: int, latent_dim: int, hidden: int = 32,
+                 hidden_dim: int = 256) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.lin1 = nn.Linear(latent_dim, hidden_dim)
+        self.lin2 = nn.Linear(hidden_dim, hidden_dim)
+        self.lin3 = nn.Linear(hidden_dim, hidden * 4 * 4)
+        self.convT_64 = (
+            nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1) if image_size == 64 else None
+        )
+        self.convT1 = nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1)
+        self.convT2 = nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1)
+        self.convT3 = nn.ConvTranspose2d(hidden, channels, 4, stride=2, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = torch.relu(self.lin1(z))
+        h = torch.relu(self.lin2(h))
+        h = torch.relu(self.lin3(h)).view(-1, self.hidden, 4, 4)  # (B, 32, 4, 4)
+        if self.convT_64 is not None:
+            h = torch.relu(self.convT_64(h))
+        h = torch.relu(self.convT1(h))
+        h = torch.relu(self.convT2(h))
+        return self.convT3(h)  # logits; the seed applies the sigmoid here
+
+
+class GaussianVAE(nn.Module):
+    """Shared behaviour of Gaussian-latent VAEs: reparameterisation, forward, embed, sample."""
+
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior parameters (mu, logvar), each (B, D)."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Decoder logits (B, C, H, W)."""
+        return self.decoder(z)
+
+    @staticmethod
+    def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
+        """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def forward(self, x: Tensor, sample: bool | None = None) -> VAEOutput:
+        """Encodes, draws z (sampling when `sample`, default: in train mode), decodes."""
+        mu, logvar = self.encode(x)
+        if sample is None:
+            sample = self.training
+        z = self.reparameterize(mu, logvar) if sample else mu
+        return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decode(z))
+
+    @torch.no_grad()
+    def embed(self, x: Tensor) -> Tensor:
+        """Posterior means (B, D), for metrics and projections."""
+        return self.encode(x)[0]
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Decoded posterior means in (0, 1), shape (B, C, H, W)."""
+        return torch.sigmoid(self.decode(self.encode(x)[0]))
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """Likelihood means sigmoid(decoder(z)) in (0, 1), shape (B, C, H, W)."""
+        return torch.sigmoid(self.decode(z))
+
+
+@MODELS.register("burgess")
+class VAE(GaussianVAE):
+    """Gaussian VAE with the Burgess conv encoder/decoder for 32x32 or 64x64 inputs.
+
+    502,005 parameters for 1x64x64 inputs with D = 10 (504,055 for 3x64x64, 469,173 for 1x32x32).
+    """
+
+    config_class = BurgessConfig
+
+    def __init__(self, config: BurgessConfig = BurgessConfig()) -> None:
+        super().__init__()
+        channels = config.channels or 1
+        size = config.image_size or 64
+        self.config = config
+        self.latent_dim = config.latent_dim
+        self.image_shape = (channels, size, size)
+        args = (channels, size, config.latent_dim, config.hidden_channels, config.hidden_dim)
+        self.encoder = BurgessEncoder(*args)
+        self.decoder = BurgessDecoder(*args)
+        kaiming_init(self)

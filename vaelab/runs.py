@@ -1,0 +1,234 @@
+"""Run directories: atomic file writes, checkpoints, and `load_run`.
+
+A run directory (`results/<name>/` by default) holds:
+
+    config.json            the resolved RunConfig (enough to rebuild the run)
+    checkpoints/last.ckpt  model, optimiser(s), objective state, step, RNG states
+    checkpoints/step-NNNNNNN.ckpt   periodic checkpoints
+    train_log.csv          step, epoch, images_per_s, then every term (loss, recon, kl, ..., kl_0..)
+    tb/                    TensorBoard event files
+    summary.json           steps, wall time, images/s, final terms
+    reconstructions.png, samples.png, losses.png
+    metrics.json           scores from `vaelab eval` (merged, never clobbered)
+    plots/, report.html, training.gif
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vaelab.config import RunConfig, run_config_from_dict
+from vaelab.errors import VaelabError
+
+__all__ = [
+    "Run",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "checkpoint_path",
+    "load_checkpoint",
+    "load_run",
+    "read_train_log",
+    "save_checkpoint",
+]
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """`torch.save` of `state`, written atomically (a crash never leaves half a checkpoint)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # a truncated or foreign file
+        raise VaelabError(
+            f"cannot read checkpoint {path}: {error}. It may be truncated; use an earlier "
+            f"checkpoint from {path.parent}"
+        ) from error
+
+
+def checkpoint_path(run_dir: str | os.PathLike, step: int | None = None) -> Path:
+    """`checkpoints/last.ckpt`, or the periodic checkpoint of `step`."""
+    name = LAST if step is None else f"step-{step:07d}.ckpt"
+    return Path(run_dir) / CHECKPOINT_DIR / name
+
+
+def read_train_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """`train_log.csv` as {column: float array}; empty cells become NaN."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return {}
+    header, body = rows[0], rows[1:]
+    columns: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        columns[name] = np.array(
+            [float(r[j]) if j < len(r) and r[j] != "" else np.nan for r in body], dtype=np.float64
+        )
+    return columns
+
+
+def read_config(run_dir: str | os.PathLike) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not a vaelab run directory: config.json is missing "
+            "(train one with `vaelab train`, or import one with `vaelab import-disvae`)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise VaelabError(f"{path} is not valid JSON: {error}") from error
+    return run_config_from_dict(data)
+
+
+@dataclass
+class Run:
+    """A trained run loaded from its directory.
+
+    Attributes:
+        dir: the run directory.
+        config: the resolved RunConfig.
+        model: the model in eval mode, on `device`.
+        objective: the objective (with its own trained parameters, e.g. a discriminator).
+        log: `train_log.csv` as {column: array}.
+        summary: `summary.json` (empty when missing).
+        metrics: `metrics.json` (empty when missing).
+        step: the optimiser step of the loaded checkpoint.
+    """
+
+    dir: Path
+    config: RunConfig
+    model: nn.Module
+    objective: nn.Module
+    log: dict[str, np.ndarray] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _dataset: Any = None
+
+    def dataset(self, **overrides: Any):
+        """The run's dataset (loaded once), on `device`; `overrides` change data options."""
+        from vaelab.config import Component
+        from vaelab.data.loading import load_dataset_component
+
+        if overrides:
+            import dataclasses
+
+            config = dataclasses.replace(self.config.data.config, **overrides)
+            return load_dataset_component(Component(self.config.data.name, config)).to(self.device)
+        if self._dataset is None:
+            self._dataset = load_dataset_component(self.config.data).to(self.device)
+        return self._dataset
+
+    def kl_per_latent(self) -> np.ndarray:
+        """Mean KL per latent dimension over the last logged rows (for ordering latents)."""
+        keys = sorted((k for k in self.log if k.startswith("kl_") and k[3:].isdigit()),
+                      key=lambda k: int(k[3:]))
+        if not keys:
+            return np.zeros(getattr(self.model, "latent_dim", 0))
+        tail = max(1, len(self.log[keys[0]]) // 10)
+        return np.array([np.nanmean(self.log[k][-tail:]) for k in keys])
+
+
+def load_run(
+    path: str | os.PathLike, checkpoint: str | os.PathLike | None = None, device: str = "cpu"
+) -> Run:
+    """Loads a run directory: config, model weights, objective state, logs and scores.
+
+    Args:
+        path: the run directory.
+        checkpoint: a checkpoint file to load instead of `checkpoints/last.ckpt`.
+        device: where to put the model.
+
+    Raises:
+        FileNotFoundError: not a run directory, or no checkpoint (the message says what to do).
+    """
+    from vaelab.factory import build_model, build_objective
+
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory at {run_dir}")
+    config = read_config(run_dir)
+    ckpt_file = Path(checkpoint) if checkpoint else checkpoint_path(run_dir)
+    if not ckpt_file.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} has no checkpoint ({ckpt_file} is missing): the run never saved one. "
+            f"Train it with `vaelab train --resume {run_dir}` or pick another run"
+        )
+    state = load_checkpoint(ckpt_file, map_location=device)
+    model = build_model(config.model)
+    model.load_state_dict(state["model"], strict=True)
+    objective = build_objective(config.objective)
+    if state.get("objective"):
+        objective.load_state_dict(state["objective"], strict=True)
+    if state.get("objective_extra"):
+        objective.load_extra_state_dict(state["objective_extra"])
+    if state.get("dataset_size") and getattr(objective, "needs_dataset_size", False):
+        objective.set_dataset_size(state["dataset_size"])
+    model.to(device).eval()
+    objective.to(device).eval()
+
+    def read_json(name: str) -> dict[str, Any]:
+        file = run_dir / name
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    return Run(
+        dir=run_dir,
+        config=config,
+        model=model,
+        objective=objective,
+        log=read_train_log(run_dir / "train_log.csv"),
+        summary=read_json("summary.json"),
+        metrics=read_json("metrics.json"),
+        step=int(state.get("step", 0)),
+        device=torch.device(device),
+    )

@@ -1,0 +1,1 @@
+"""Plots, GIFs and the HTML report (being written)."""
