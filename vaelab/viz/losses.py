@@ -1,0 +1,83 @@
+"""Loss curves from a run's training log (disvae has none; Non-Syn used visdom windows).
+
+Every logged term gets a panel over optimiser steps; the per-latent KL columns `kl_0..kl_{D-1}`
+share one panel, with a bar chart of their final values (the traversal ordering) beside it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["figure_to_png", "latent_kl_columns", "plot_losses"]
+
+# Columns that are bookkeeping, not curves.
+_AXES = ("step", "epoch")
+
+
+def latent_kl_columns(log: Mapping[str, np.ndarray]) -> list[str]:
+    """The `kl_<j>` columns of a log, in latent order."""
+    keys = [k for k in log if k.startswith("kl_") and k[3:].isdigit()]
+    return sorted(keys, key=lambda k: int(k[3:]))
+
+
+def plot_losses(log: Mapping[str, np.ndarray], title: str = "") -> Figure:
+    """One panel per logged term over steps, plus KL per latent (curves and final values).
+
+    Args:
+        log: {column: (T,) array} with a "step" column (the `train_log.csv` columns).
+        title: figure title.
+
+    Returns:
+        A matplotlib Figure (not attached to pyplot; the caller saves it).
+    """
+    kl_keys = latent_kl_columns(log)
+    terms = [k for k in log if k not in _AXES and k not in kl_keys and k != "images_per_s"]
+    terms += ["images_per_s"] if "images_per_s" in log else []  # throughput last
+    rows_in_log = len(next(iter(log.values()))) if log else 0
+    steps = np.asarray(log.get("step", np.arange(rows_in_log)), dtype=np.float64)
+    panels = len(terms) + (2 if kl_keys else 0)
+    cols = min(3, max(1, panels))
+    rows = max(1, -(-panels // cols))
+    figure = Figure(figsize=(3.6 * cols, 2.6 * rows), layout="constrained")
+    if title:
+        figure.suptitle(title)
+    if rows_in_log == 0 or panels == 0:
+        axis = figure.add_subplot(1, 1, 1)
+        axis.text(0.5, 0.5, "no training log rows yet", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    axes = figure.subplots(rows, cols, squeeze=False).ravel()
+    for axis, key in zip(axes, terms):
+        values = np.asarray(log[key], dtype=np.float64)
+        axis.plot(steps, values, marker="." if rows_in_log < 30 else None)
+        axis.set_title(key, fontsize=10)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    if kl_keys:
+        curves, bars = axes[len(terms)], axes[len(terms) + 1]
+        for key in kl_keys:
+            curves.plot(steps, np.asarray(log[key], dtype=np.float64), label=key[3:], lw=1)
+        curves.set_title("KL per latent", fontsize=10)
+        curves.set_xlabel("step")
+        curves.grid(alpha=0.3)
+        if len(kl_keys) <= 12:
+            curves.legend(fontsize=6, ncol=2, title="latent", title_fontsize=6)
+        final = np.array([np.asarray(log[k], dtype=np.float64)[-1] for k in kl_keys])
+        bars.bar(np.arange(len(kl_keys)), np.nan_to_num(final))
+        bars.set_xticks(np.arange(len(kl_keys)))
+        bars.set_title("final KL per latent (nats)", fontsize=10)
+        bars.set_xlabel("latent")
+    for axis in axes[panels:]:
+        axis.set_axis_off()
+    return figure
+
+
+def figure_to_png(figure: Figure, dpi: int = 100) -> bytes:
+    """PNG bytes of a figure (Agg backend, no pyplot state)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

@@ -1,0 +1,149 @@
+"""Training callbacks: the no-op `Callback` base and `TrainingGif`, which writes `training.gif`.
+
+`TrainingGif` is disentangling-vae's `GifTraversalsTraining` (`visualizations.md` §1.3), captured
+every `every` optimiser steps instead of every epoch: prior traversals of all D latents in index
+order (one row each), 10 points per latent over the central 95% of the prior (m = 0.475, i.e.
+-1.96 to +1.96; the seed runs +1.96 to -1.96 because of its sign bug), written at 12 fps when
+training ends. Nothing is written when training is interrupted.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vaelab.runs import atomic_write_bytes
+from vaelab.viz.grid import image_grid, pad_value_for
+from vaelab.viz.traversals import model_device, traversal_values
+
+__all__ = ["Callback", "TrainingGif", "write_gif"]
+
+GIF_FPS = 12
+POINTS_PER_LATENT = 10
+MAX_TRAVERSAL = 0.475
+
+
+class Callback:
+    """Hooks the training loop calls at named points; every method is a no-op by default.
+
+    `ctx` carries `.model` (the raw nn.Module, in train mode), `.dataset`, `.run_dir`, `.config`
+    (RunConfig), `.device` and `.is_global_zero`.
+    """
+
+    def on_train_start(self, ctx: Any) -> None:
+        pass
+
+    def on_step_end(self, ctx: Any, step: int) -> None:
+        pass
+
+    def on_log(self, ctx: Any, step: int, row: dict[str, float]) -> None:
+        pass
+
+    def on_checkpoint(self, ctx: Any, step: int) -> None:
+        pass
+
+    def on_train_end(self, ctx: Any) -> None:
+        pass
+
+
+def write_gif(frames: list[np.ndarray], fps: int = GIF_FPS) -> bytes:
+    """GIF bytes of uint8 frames (H, W) or (H, W, 3), looping forever.
+
+    Pillow merges a frame identical to the one before it into a longer frame, so a run whose
+    pictures stop changing yields fewer frames than captured.
+    """
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=round(1000 / fps),
+        loop=0,
+    )
+    return buffer.getvalue()
+
+
+class TrainingGif(Callback):
+    """Captures a frame of prior traversals every `every` steps; writes `training.gif` at the end.
+
+    A capture decodes D x 10 codes in one batch and copies them to the host as uint8 (the only host
+    sync); between captures `on_step_end` is an integer test. Frames are kept as small uint8
+    arrays; past `max_frames` every other frame is dropped and the interval doubles, so memory stays
+    bounded on long runs. Only the global-zero process captures and writes.
+
+    Args:
+        every: steps between frames (>= 1).
+        max_frames: most frames kept (>= 2).
+    """
+
+    def __init__(self, every: int, max_frames: int = 200) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        if max_frames < 2:
+            raise ValueError(f"max_frames must be >= 2, got {max_frames}")
+        self.every = int(every)
+        self.max_frames = int(max_frames)
+        self.frames: list[np.ndarray] = []
+        self._codes: torch.Tensor | None = None
+        self._pad_value = 1.0
+        self._last_step = 0
+        self._last_capture = -1
+
+    def on_train_start(self, ctx: Any) -> None:
+        if not ctx.is_global_zero:
+            return
+        model = ctx.model
+        latent_dim = int(model.latent_dim)
+        values = torch.as_tensor(
+            traversal_values(POINTS_PER_LATENT, MAX_TRAVERSAL), dtype=torch.float32
+        )
+        # Row j holds the 10 codes that move latent j alone: (D, 10, D) -> (D * 10, D).
+        codes = torch.zeros(latent_dim, POINTS_PER_LATENT, latent_dim)
+        codes[torch.arange(latent_dim), :, torch.arange(latent_dim)] = values
+        self._codes = codes.reshape(-1, latent_dim).to(model_device(model))
+        sample = ctx.dataset.uint8(np.arange(min(16, len(ctx.dataset))))
+        self._pad_value = pad_value_for(sample, getattr(ctx.dataset, "background", None))
+        self.frames = []
+
+    def on_step_end(self, ctx: Any, step: int) -> None:
+        self._last_step = step
+        if step % self.every == 0 and ctx.is_global_zero:
+            self.capture(ctx, step)
+
+    def capture(self, ctx: Any, step: int) -> None:
+        """Appends one frame (D rows x 10 columns of decoded prior traversals)."""
+        if self._codes is None:
+            self.on_train_start(ctx)
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                images = model.generate(self._codes).float()  # (D * 10, C, H, W) in [0, 1]
+                images = images.mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).cpu()
+        finally:
+            model.train(was_training)
+        rows = images.shape[0] // POINTS_PER_LATENT
+        self.frames.append(
+            image_grid(images.numpy(), rows, POINTS_PER_LATENT, pad_value=self._pad_value)
+        )
+        self._last_capture = step
+        if len(self.frames) > self.max_frames:
+            self.frames = self.frames[::2]
+            self.every *= 2
+
+    def on_train_end(self, ctx: Any) -> None:
+        if not ctx.is_global_zero:
+            return
+        if self._last_step != self._last_capture and self._last_step > 0:
+            self.capture(ctx, self._last_step)  # the trained model is always the last frame
+        if self.frames:
+            atomic_write_bytes(ctx.run_dir / "training.gif", write_gif(self.frames))

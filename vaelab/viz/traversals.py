@@ -1,0 +1,156 @@
+"""Latent traversals: value ranges, latent ordering by KL, and decoding traversal rows.
+
+Follows disentangling-vae's `Visualizer` (`visualizations.md` §1.1) with its posterior bug fixed:
+
+* max traversal m >= 0.5: absolute range (-m, +m);
+* m < 0.5 ("quantile" mode): the central 2m probability mass of N(mu, sigma^2), i.e.
+  mu -+ sigma * Phi^-1(1/2 + m). For the prior that is -+1.96 at m = 0.475.
+
+The seed computes the quantile range as (-v, +v) with v = mu + sigma * Phi^-1(1/2 - m): for the prior
+it runs from +|v| down to -|v| (reversed against absolute mode), and for a posterior it is centred on
+0 instead of mu (and flips direction when mu > sigma z). `mode="disvae"` reproduces that exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from torch import Tensor, nn
+
+__all__ = [
+    "TRAVERSAL_MODES",
+    "decode",
+    "encode_posterior",
+    "model_device",
+    "order_latents",
+    "prior_codes",
+    "traversal_range",
+    "traversal_values",
+    "traverse_latents",
+]
+
+TRAVERSAL_MODES = ("auto", "disvae")
+
+
+def traversal_range(
+    max_traversal: float, mu: float = 0.0, sigma: float = 1.0, mode: str = "auto"
+) -> tuple[float, float]:
+    """(start, end) of a traversal of one latent.
+
+    Args:
+        max_traversal: m > 0. m >= 0.5 means absolute values (-m, +m); m < 0.5 is the probability
+            mass on each side of the mean (quantile mode).
+        mu: mean of the latent's distribution (0 for the prior, the posterior mean otherwise).
+        sigma: its standard deviation (> 0).
+        mode: "auto" (correct: quantile ranges centred on mu, low to high) or "disvae" (the seed).
+
+    Raises:
+        ValueError: m not a finite positive number, sigma <= 0, or an unknown mode.
+    """
+    if mode not in TRAVERSAL_MODES:
+        raise ValueError(f"traversal mode must be one of {TRAVERSAL_MODES}, got {mode!r}")
+    if not np.isfinite(max_traversal) or max_traversal <= 0:
+        raise ValueError(f"max traversal must be a finite number > 0, got {max_traversal}")
+    if not np.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    if max_traversal >= 0.5:
+        return -float(max_traversal), float(max_traversal)
+    if mode == "disvae":
+        v = float(norm.ppf((1 - 2 * max_traversal) / 2, loc=mu, scale=sigma))
+        return -v, v
+    half_width = sigma * float(norm.ppf(0.5 + max_traversal))
+    return mu - half_width, mu + half_width
+
+
+def traversal_values(
+    n: int, max_traversal: float, mu: float = 0.0, sigma: float = 1.0, mode: str = "auto"
+) -> np.ndarray:
+    """n evenly spaced traversal values (n,) over `traversal_range(...)`."""
+    if n < 1:
+        raise ValueError(f"a traversal needs at least 1 point, got {n}")
+    start, end = traversal_range(max_traversal, mu, sigma, mode)
+    return np.linspace(start, end, n)
+
+
+def order_latents(kl_per_latent: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Latent indices by decreasing KL; a stable sort, so ties keep index order (the seed crashed)."""
+    kl = np.nan_to_num(np.asarray(kl_per_latent, dtype=np.float64), nan=-np.inf)
+    return np.argsort(-kl, kind="stable")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameterless module)."""
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def decode(model: nn.Module, z: Tensor) -> Tensor:
+    """Likelihood means in [0, 1] (B, C, H, W) of codes z (B, D), as float32 on the model device.
+
+    Uses `model.generate(z)`, the decoded mean of every vaelab model family.
+    """
+    return model.generate(z.to(model_device(model))).float()
+
+
+@torch.no_grad()
+def encode_posterior(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Posterior mean and standard deviation (B, D) of images x (B, C, H, W).
+
+    Uses `model.encode(x) -> (mu, logvar)`; models without a Gaussian posterior raise ValueError.
+    """
+    encoded = model.encode(x.to(model_device(model)))
+    if not (isinstance(encoded, tuple) and len(encoded) == 2):
+        raise ValueError(
+            f"{type(model).__name__}.encode does not return (mu, logvar); posterior traversals "
+            "need a Gaussian posterior"
+        )
+    mu, logvar = encoded
+    return mu.float(), torch.exp(0.5 * logvar.float())
+
+
+def prior_codes(model: nn.Module, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """n codes from the model's prior (n, D) on the CPU.
+
+    A model with a non-standard prior provides `sample_prior(n, generator=...)`; otherwise
+    z ~ N(0, I_D) with D = `model.latent_dim`.
+    """
+    if hasattr(model, "sample_prior"):
+        return model.sample_prior(n, generator=generator).to("cpu")
+    return torch.randn(n, int(model.latent_dim), generator=generator)
+
+
+@torch.no_grad()
+def traverse_latents(
+    model: nn.Module,
+    base_code: Tensor,
+    dims: Sequence[int],
+    values: np.ndarray,
+) -> Tensor:
+    """Decodes traversals of latents `dims` around `base_code`.
+
+    Args:
+        model: a vaelab model (`generate`).
+        base_code: (D,) code of the other latents (zeros for the prior, mu for a posterior).
+        dims: latent indices, one output row each.
+        values: (n,) values shared by every row, or (len(dims), n) one range per row.
+
+    Returns:
+        Images in [0, 1], shape (len(dims), n, C, H, W), on the model device.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    dims = list(dims)
+    if values.ndim == 1:
+        values = np.broadcast_to(values, (len(dims), values.shape[0]))
+    rows, n = values.shape
+    if rows != len(dims):
+        raise ValueError(f"{rows} value rows for {len(dims)} latents")
+    codes = base_code.detach().float().to("cpu").reshape(1, 1, -1).repeat(rows, n, 1)  # (R, n, D)
+    for r, j in enumerate(dims):
+        codes[r, :, j] = torch.tensor(values[r])
+    images = decode(model, codes.reshape(rows * n, -1))  # (R n, C, H, W)
+    return images.reshape(rows, n, *images.shape[1:])
