@@ -136,9 +136,11 @@ class ConvConfig:
     image_height: int = 0  # H of the input; 0: taken from the data
     image_width: int = 0  # W of the input; 0: taken from the data
     conv_channels: tuple[int, ...] = (32, 32, 64, 64)  # output channels of blocks 1..L
-    kernels: tuple[int | tuple[int, int], ...] = (4, 4, 4, 4)
-    strides: tuple[int | tuple[int, int], ...] = (2, 2, 2, 2)
-    paddings: tuple[int | tuple[int, int], ...] = (1, 1, 1, 1)
+    # (height, width) pairs or ints. Annotated tuple[int, ...] (length checked below) because
+    # config._coerce mishandles fixed-length tuples such as tuple[int, int].
+    kernels: tuple[int | tuple[int, ...], ...] = (4, 4, 4, 4)
+    strides: tuple[int | tuple[int, ...], ...] = (2, 2, 2, 2)
+    paddings: tuple[int | tuple[int, ...], ...] = (1, 1, 1, 1)
     activation: str = "leaky_relu"  # "leaky_relu" (slope `negative_slope`) | "relu"
     negative_slope: float = 0.15  # the seed's LeakyReLU slope
     norm: str = "batch"  # "batch": BatchNorm2d after the activation, as the seed | "none"
@@ -156,6 +158,11 @@ class ConvConfig:
         if any(c < 1 for c in self.conv_channels):
             raise ValueError(f"conv_channels must be >= 1, got {self.conv_channels}")
         for name, low in (("kernels", 1), ("strides", 1), ("paddings", 0)):
+            for i, value in enumerate(getattr(self, name)):
+                if not isinstance(value, int) and len(value) != 2:
+                    raise ValueError(
+                        f"{name}[{i}] must be an int or a (height, width) pair, got {value!r}"
+                    )
             pairs = tuple(_pair(v) for v in getattr(self, name))
             if len(pairs) != blocks:
                 raise ValueError(
