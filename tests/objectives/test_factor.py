@@ -1,0 +1,163 @@
+"""FactorVAE: permutation, discriminator ownership, gradient routing (with and without the leak)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vaelab.factory import create_objective
+from vaelab.models.vae import VAE, BurgessConfig
+from vaelab.objectives.factor import Discriminator, FactorVAEConfig, permute_dims
+
+
+class _Backward:
+    """The slice of Lightning Fabric that training_step uses (the real one: test_common.py)."""
+
+    def backward(self, tensor, *args, **kwargs):
+        tensor.backward(*args, **kwargs)
+
+
+def _setup(leak=False, d=4, b=8, seed=0):
+    torch.manual_seed(seed)
+    model = VAE(BurgessConfig(latent_dim=d, channels=1, image_size=32))
+    objective = create_objective("factor_vae", latent_dim=d, hidden_dim=32, leak_disc_grad=leak)
+    x = torch.rand(b, 1, 32, 32)
+    return model, objective, x
+
+
+def test_permute_dims_permutes_each_column_and_breaks_the_joint():
+    b, d = 1000, 3
+    z = torch.arange(b, dtype=torch.float32)[:, None].expand(b, d)  # every column equal
+    perm = permute_dims(z, generator=torch.Generator().manual_seed(0))
+    assert perm.shape == (b, d)
+    for j in range(d):  # each column is a permutation of the original column
+        torch.testing.assert_close(perm[:, j].sort().values, z[:, j])
+    # Rows that keep two columns equal: Poisson with mean ~ 1 for independent permutations;
+    # P(>= 10) < 1e-6. The sample correlation of independent columns is ~ N(0, 1/B): |r| < 5/sqrt(B).
+    assert (perm[:, 0] == perm[:, 1]).sum().item() < 10
+    r = torch.corrcoef(perm.T)[0, 1].item()
+    assert abs(r) < 5 / math.sqrt(b)
+    again = permute_dims(z, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(perm, again)  # reproducible with a generator
+
+
+def test_discriminator_shape_and_init():
+    disc = Discriminator(latent_dim=10)
+    linears = [m for m in disc.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == (
+        [(10, 1000)] + [(1000, 1000)] * 4 + [(1000, 2)])
+    # Kaiming-uniform with the ReLU gain: bound sqrt(6 / fan_in)
+    assert linears[1].weight.abs().max().item() <= math.sqrt(6 / 1000)
+    assert linears[1].weight.std().item() == pytest.approx(math.sqrt(2 / 1000), rel=0.02)
+    assert disc(torch.zeros(3, 10)).shape == (3, 2)
+
+
+def test_discriminator_is_in_the_objectives_state_dict_and_optimiser():
+    objective = create_objective("factor_vae")
+    keys = objective.state_dict().keys()
+    assert "discriminator.net.0.weight" in keys and "discriminator.net.10.bias" in keys
+    optimizer = objective.configure_optimizer()
+    assert optimizer.defaults["lr"] == 5e-5 and optimizer.defaults["betas"] == (0.5, 0.9)
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in objective.discriminator.parameters()}
+
+
+def test_terms_on_the_two_halves():
+    model, objective, x = _setup(b=9)  # odd: the last image is dropped
+    terms = objective.compute(model, x, torch.tensor(1))
+    assert {"loss", "recon", "kl", "kl_0", "kl_3", "tc", "disc_loss", "disc_acc"} <= set(terms)
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in terms.values())
+    loss = terms["recon"] + terms["kl"] + 6.0 * terms["tc"]
+    assert terms["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
+    assert 0.0 <= terms["disc_acc"].item() <= 1.0
+
+
+def test_tc_warmup_and_eval():
+    model, objective, x = _setup()
+    objective = create_objective("factor_vae", latent_dim=4, hidden_dim=32, warmup_steps=4)
+    terms = objective.compute(model, x, torch.tensor(1))
+    loss = terms["recon"] + terms["kl"] + 0.25 * 6.0 * terms["tc"]
+    assert terms["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
+    objective.eval()
+    model.eval()
+    with torch.no_grad():
+        terms = objective.compute(model, x, torch.tensor(1))  # evaluation: no updates, weight 1
+    loss = terms["recon"] + terms["kl"] + 6.0 * terms["tc"]
+    assert terms["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
+
+
+def _encoder_grads(loss, model):
+    grads = torch.autograd.grad(loss, list(model.encoder.parameters()), allow_unused=True,
+                                retain_graph=True)
+    return [g for g in grads if g is not None and g.abs().sum() > 0]
+
+
+@pytest.mark.parametrize("leak", [False, True])
+def test_discriminator_loss_reaches_the_encoder_only_with_the_leak(leak):
+    model, objective, x = _setup(leak=leak)
+    terms = objective.compute(model, x, torch.tensor(1))
+    assert bool(_encoder_grads(terms["disc_loss"], model)) is leak
+
+
+@pytest.mark.parametrize("leak", [False, True])
+def test_training_step_routes_each_gradient_to_its_own_parameters(leak):
+    model, objective, x = _setup(leak=leak)
+    # lr = 0 keeps the parameters, so .grad after the step can be compared with a recomputation
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    aux_optimizer = torch.optim.SGD(objective.discriminator.parameters(), lr=0.0)
+    torch.manual_seed(1)
+    terms = objective.training_step(_Backward(), model, x, torch.tensor(1), optimizer,
+                                    aux_optimizer)
+    assert all(not v.requires_grad for v in terms.values())
+    torch.manual_seed(1)  # same reparameterisation noise and permutation
+    again = objective.compute(model, x, torch.tensor(1))
+    model_params = list(model.parameters())
+    disc_params = list(objective.discriminator.parameters())
+    model_loss = again["loss"] + again["disc_loss"] if leak else again["loss"]
+    expected = torch.autograd.grad(model_loss, model_params, retain_graph=True)
+    for p, g in zip(model_params, expected):
+        torch.testing.assert_close(p.grad, g)
+    # the discriminator gets only the gradient of its own loss, not that of the TC term
+    expected = torch.autograd.grad(again["disc_loss"], disc_params)
+    for p, g in zip(disc_params, expected):
+        torch.testing.assert_close(p.grad, g)
+
+
+def test_training_step_updates_both_networks():
+    model, objective, x = _setup()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    aux_optimizer = objective.configure_optimizer()
+    before_model = [p.detach().clone() for p in model.parameters()]
+    before_disc = [p.detach().clone() for p in objective.discriminator.parameters()]
+    objective.training_step(_Backward(), model, x, torch.tensor(1), optimizer, aux_optimizer)
+    assert all(not torch.equal(a, p) for a, p in zip(before_model, model.parameters()))
+    assert all(not torch.equal(a, p)
+               for a, p in zip(before_disc, objective.discriminator.parameters()))
+
+
+def test_errors():
+    model, objective, x = _setup()
+    with pytest.raises(ValueError, match=">= 2 images"):
+        objective.compute(model, x[:1], torch.tensor(1))
+    wrong = create_objective("factor_vae", latent_dim=6, hidden_dim=32)
+    with pytest.raises(ValueError, match="latent_dim=4"):
+        wrong.compute(model, x, torch.tensor(1))
+    with pytest.raises(ValueError, match="discriminator optimiser"):
+        objective.training_step(_Backward(), model, x, torch.tensor(1),
+                                torch.optim.SGD(model.parameters(), lr=0.1), None)
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"gamma": -1.0}, "gamma"),
+    ({"latent_dim": 0}, "latent_dim"),
+    ({"num_layers": 1}, "num_layers"),
+    ({"lr_disc": 0.0}, "lr_disc"),
+    ({"betas_disc": (0.5, 1.0)}, "betas_disc"),
+    ({"warmup_steps": -1}, "warmup_steps"),
+    ({"likelihood": "poisson"}, "likelihood"),
+])
+def test_config_validation(options, match):
+    with pytest.raises(ValueError, match=match):
+        FactorVAEConfig(**options)
