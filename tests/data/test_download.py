@@ -20,7 +20,7 @@ PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 class _Handler(http.server.SimpleHTTPRequestHandler):
     requests: list[str]
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.requests.append(self.path)
         super().do_GET()
 

@@ -115,7 +115,7 @@ def test_load_tiny_files(tmp_path, monkeypatch, cls):
 
 
 def test_label_count_mismatch_and_missing_files(tmp_path, monkeypatch):
-    arrays, files = _tiny_mnist(tmp_path / "mnist")
+    _, files = _tiny_mnist(tmp_path / "mnist")
     write_idx_gz(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", np.zeros(4, dtype=np.uint8))
     files["train-labels-idx1-ubyte.gz"] = resource_for(
         tmp_path / "mnist" / "train-labels-idx1-ubyte.gz")
