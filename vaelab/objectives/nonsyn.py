@@ -246,7 +246,10 @@ class NonSyn(Objective):
     def extra_state_dict(self) -> dict[str, Any]:
         if self.best_counts is None:
             return {}
-        return {"best_counts": self.best_counts.tolist(), "worst_counts": self.worst_counts.tolist()}
+        return {
+            "best_counts": self.best_counts.tolist(),
+            "worst_counts": self.worst_counts.tolist(),
+        }
 
     def load_extra_state_dict(self, state: dict[str, Any]) -> None:
         if "best_counts" in state:
