@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import math
+import tomllib
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from vaelab.config import ConfigError, from_dict
+from vaelab.config import ConfigError, TrainConfig, from_dict
 from vaelab.factory import create_model, create_objective
 from vaelab.models.nonsyn import NonSynConfig, NonSynVAE
 from vaelab.models.vae import GaussianVAE
@@ -315,3 +317,24 @@ def test_nonsyn_model_splits_mu_logvar_by_halves():
 def test_nonsyn_model_rejects_other_sizes():
     with pytest.raises(ConfigError, match="64x64"):
         from_dict(NonSynConfig, {"image_size": 32})
+
+
+@pytest.mark.parametrize(
+    ("preset", "steps", "likelihood", "params"),
+    [
+        ("nonsyn_dsprites", 299_520, "bernoulli", 498_005),  # 26 epochs of 11,520 batches
+        ("nonsyn_celeba", 297_604, "sse", 766_295),  # 94 epochs of 3,166 batches
+    ],
+)
+def test_presets_carry_the_seed_runs(preset, steps, likelihood, params):
+    path = Path(__file__).resolve().parents[2] / "vaelab" / "presets" / f"{preset}.toml"
+    d = tomllib.loads(path.read_text())
+    assert d["name"] == preset and d["seed"] == 120 and d["description"]
+    train = from_dict(TrainConfig, d["train"])
+    assert (train.steps, train.batch_size, train.lr, train.adam_betas) == (
+        steps, 64, 1e-4, (0.9, 0.999))
+    objective = create_objective(**d["objective"])
+    assert (objective.config.alpha, objective.config.omega) == (5.0, 0.9)
+    assert objective.config.update == "two_step" and objective.config.likelihood == likelihood
+    model = create_model(**d["model"])
+    assert sum(p.numel() for p in model.parameters()) == params
