@@ -1,1 +1,30 @@
-"""Disentanglement and clustering metrics (being written)."""
+"""Disentanglement, unsupervised and clustering metrics, registered by name in `METRICS`.
+
+Every metric is a plain function `(represent, data, rng, **sizes) -> dict[str, float]`: a
+representation function (or model, or precomputed codes), a dataset (or factor array), an
+`np.random.Generator`, and keyword sizes whose defaults are disentanglement_lib's published
+protocol. `evaluate_run` computes the codes once and shares them between metrics.
+
+The import list below is the table of contents (each module registers its metrics).
+"""
+
+from vaelab.metrics import (  # noqa: F401  (registration order)
+    _info,
+    ground_truth,
+    mig,
+    mig_chen,
+    factor_vae_score,
+    beta_vae_score,
+    dci,
+    sap,
+    modularity,
+    irs,
+    unsupervised,
+    clustering,
+    properties,
+    evaluate,
+)
+from vaelab.metrics.evaluate import DEFAULT_METRICS, evaluate_run, format_scores
+from vaelab.metrics.ground_truth import GroundTruth, as_ground_truth
+
+__all__ = ["DEFAULT_METRICS", "GroundTruth", "as_ground_truth", "evaluate_run", "format_scores"]
