@@ -54,3 +54,12 @@ def build_model(model: Component) -> nn.Module:
 
 def build_objective(objective: Component) -> nn.Module:
     return OBJECTIVES.get(objective.name)(objective.config)
+
+
+def resolve_objective_component(objective: Component, latent_dim: int) -> Component:
+    """Sets an objective's `latent_dim` (e.g. FactorVAE's discriminator input) to the model's."""
+    config = objective.config
+    if any(f.name == "latent_dim" for f in dataclasses.fields(config)):
+        if config.latent_dim != latent_dim:
+            return Component(objective.name, dataclasses.replace(config, latent_dim=latent_dim))
+    return objective

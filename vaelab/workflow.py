@@ -1,0 +1,158 @@
+"""`train()`: preset + overrides -> run config -> `fit` -> pictures -> metrics -> `Run`.
+
+This is what `vaelab train` and `vaelab.train(...)` do; `vaelab.engine.fit` is the bare loop.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vaelab.config import RunConfig, apply_overrides, run_config_from_dict
+from vaelab.errors import VaelabError
+
+__all__ = ["build_run_config", "train"]
+
+
+def build_run_config(
+    preset: str | None = "default",
+    overrides: Sequence[str] = (),
+    config: dict[str, Any] | str | Path | None = None,
+    name: str | None = None,
+    variation: str | None = None,
+) -> RunConfig:
+    """Resolves a run config: a preset, or a config file/dict, then `key=value` overrides.
+
+    Args:
+        preset: a preset name (`vaelab list presets`), used when `config` is None.
+        overrides: dotted `key=value` strings; they always win over the preset.
+        config: a run-config dict, a `config.json` / `.toml` file, or a seed-style `.ini` file.
+        name: the run name (default: the preset's).
+        variation: for `.ini` configs, "VAE" or "B-VAE" (overrides the file's variation).
+    """
+    from vaelab.presets import load_preset
+
+    if config is None:
+        data = load_preset(preset or "default")
+    elif isinstance(config, dict):
+        data = dict(config)
+    else:
+        data = _read_config_file(Path(config), variation)
+    data.pop("description", None)
+    data = apply_overrides(data, list(overrides))
+    if name:
+        data["name"] = name
+    if not data.get("name"):
+        data["name"] = preset or "run"
+    return run_config_from_dict(data)
+
+
+def _read_config_file(path: Path, variation: str | None) -> dict[str, Any]:
+    import json
+    import tomllib
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".ini":
+        from vaelab.ini import run_config_dict_from_ini
+
+        return run_config_dict_from_ini(path, variation=variation)
+    if variation:
+        raise VaelabError("--variation applies to .ini configs only")
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(path.read_text())
+        if suffix == ".json":
+            return json.loads(path.read_text())
+    except (ValueError, tomllib.TOMLDecodeError) as error:
+        raise VaelabError(f"cannot parse {path}: {error}") from error
+    raise VaelabError(f"config files must be .ini, .toml or .json, got {path.name}")
+
+
+def train(
+    preset: str | None = "default",
+    *,
+    overrides: Sequence[str] = (),
+    config: dict[str, Any] | str | Path | RunConfig | None = None,
+    name: str | None = None,
+    out: str | Path = "results",
+    resume: str | Path | None = None,
+    evaluate: bool = True,
+    pictures: bool = True,
+    callbacks: Sequence[Any] = (),
+    verbose: bool = True,
+):
+    """Trains a run and returns it loaded (`vaelab.runs.Run`).
+
+    Args:
+        preset: preset name (see `vaelab.list_names("presets")`), used when `config` is None.
+        overrides: dotted `key=value` strings, e.g. `["objective.beta=4", "train.steps=100"]`.
+        config: a RunConfig, a dict, or a config file (.json/.toml/.ini) instead of a preset.
+        name: run name; the directory is `out/name`.
+        out: parent folder of run directories.
+        resume: a run directory to continue (its config, with `train.*` overrides applied).
+        evaluate: run `train.metrics` at the end when the data has ground-truth factors.
+        pictures: write reconstructions.png, samples.png and losses.png at the end.
+        callbacks: extra `vaelab.engine.Callback`s.
+        verbose: print where the results are and a short summary.
+    """
+    from vaelab.engine import fit
+    from vaelab.runs import load_run, read_config
+
+    if resume is not None:
+        run_dir = Path(resume)
+        stored = read_config(run_dir).to_dict()
+        stored = apply_overrides(stored, [o for o in overrides])
+        run_config = run_config_from_dict(stored)
+    else:
+        if isinstance(config, RunConfig):
+            run_config = config
+            if name:
+                run_config = run_config_from_dict({**config.to_dict(), "name": name})
+        else:
+            run_config = build_run_config(preset, overrides, config, name)
+        run_dir = Path(out) / run_config.name
+    summary = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
+    run = load_run(run_dir)
+    if pictures:
+        from vaelab.viz.summary import write_training_pictures
+
+        rng = np.random.default_rng(run_config.seed)
+        write_training_pictures(run.model, run.dataset(), run.log, run_dir, rng)
+    scores: dict[str, Any] = {}
+    metrics = run_config.train.metrics
+    if evaluate and metrics:
+        from vaelab.data.base import FactorDataset
+
+        if isinstance(run.dataset(), FactorDataset):
+            from vaelab.metrics.evaluate import evaluate_run
+
+            names = None if tuple(metrics) == ("default",) else list(metrics)
+            scores = evaluate_run(run, metrics=names, seed=run_config.seed, progress=verbose)
+            run.metrics = scores
+    if verbose:
+        _print_summary(run_dir, summary, scores)
+    return run
+
+
+def _print_summary(run_dir: Path, summary: dict[str, Any], scores: dict[str, Any]) -> None:
+    final = summary.get("final", {})
+    terms = ", ".join(
+        f"{k}={v:.4g}" for k, v in final.items()
+        if k != "images_per_s" and not (k.startswith("kl_") and k[3:].isdigit())
+    )
+    lines = [
+        f"results: {run_dir}",
+        f"steps: {summary['steps']} ({summary['epochs']:.3f} epochs of {summary['dataset']}), "
+        f"{summary['wall_time_s']:.1f} s, {summary['images_per_s']} images/s on "
+        f"{summary['device']} x{summary['world_size']}",
+        f"final terms (mean over the last {summary.get('log_every', '')} steps): {terms}",
+    ]
+    numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    if numbers:
+        lines.append("metrics: " + ", ".join(f"{k}={v:.3f}" for k, v in numbers.items()))
+    print("\n".join(lines), file=sys.stdout)
