@@ -52,7 +52,7 @@ def test_beta_vae_loss_with_warmup(step, weight):
     terms = create_objective("beta_vae", beta=4.0, warmup_steps=10)(out, x, torch.tensor(step))
     recon, kl = _recon_kl(out, x)
     assert terms["loss"].item() == pytest.approx(recon + weight * 4.0 * kl)
-    assert terms["kl_weight"].item() == pytest.approx(weight)
+    assert terms["warmup"].item() == pytest.approx(weight)
 
 
 def test_beta_vae_default_beta_is_4_without_warmup():

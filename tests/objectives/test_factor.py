@@ -35,7 +35,8 @@ def test_permute_dims_permutes_each_column_and_breaks_the_joint():
     for j in range(d):  # each column is a permutation of the original column
         torch.testing.assert_close(perm[:, j].sort().values, z[:, j])
     # Rows that keep two columns equal: Poisson with mean ~ 1 for independent permutations;
-    # P(>= 10) < 1e-6. The sample correlation of independent columns is ~ N(0, 1/B): |r| < 5/sqrt(B).
+    # P(>= 10) < 1e-6. The sample correlation of independent columns is ~ N(0, 1/B), so
+    # |r| < 5/sqrt(B).
     assert (perm[:, 0] == perm[:, 1]).sum().item() < 10
     r = torch.corrcoef(perm.T)[0, 1].item()
     assert abs(r) < 5 / math.sqrt(b)
@@ -79,6 +80,7 @@ def test_tc_warmup_and_eval():
     objective = create_objective("factor_vae", latent_dim=4, hidden_dim=32, warmup_steps=4)
     terms = objective.compute(model, x, torch.tensor(1))
     loss = terms["recon"] + terms["kl"] + 0.25 * 6.0 * terms["tc"]
+    assert terms["warmup"].item() == pytest.approx(0.25)
     assert terms["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
     objective.eval()
     model.eval()

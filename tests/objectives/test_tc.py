@@ -235,6 +235,7 @@ def test_objective_terms_and_loss():
     assert terms["tc"].item() == pytest.approx(expected_tc.item(), abs=1e-4)
     assert terms["dw_kl"].item() == pytest.approx(expected_dw.item(), abs=1e-4)
     loss = terms["recon"] + 2 * terms["mi"] + 6 * terms["tc"] + 0.5 * 3 * terms["dw_kl"]
+    assert terms["warmup"].item() == pytest.approx(0.5)
     assert terms["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
     assert {"kl", "kl_0", "kl_3"} <= set(terms) and all(v.dim() == 0 for v in terms.values())
     objective.eval()  # warm-up weight 1 in evaluation

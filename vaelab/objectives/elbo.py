@@ -14,7 +14,7 @@ so it is not the ELBO for the first 10,000 steps; here `warmup_steps` defaults t
 and the seed behaviour is a preset setting.
 
 In eval mode (`objective.eval()`) schedules are at their final value (w = 1, C = c_final), as in
-the seed's evaluation.
+the seed's evaluation. The schedules are reported with the terms: "warmup" (w_t), "capacity" (C_t).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class ELBO(Objective):
     def forward(self, out: VAEOutput, x: Tensor, step: Tensor) -> dict[str, Tensor]:
         terms = elbo_terms(out, x, self.config.likelihood)
         weight = linear_warmup(step, self.config.warmup_steps if self.training else 0)
-        return {"loss": terms["recon"] + weight * terms["kl"], **terms, "kl_weight": weight}
+        return {"loss": terms["recon"] + weight * terms["kl"], **terms, "warmup": weight}
 
 
 @OBJECTIVES.register("beta_vae")
@@ -137,7 +137,7 @@ class BetaVAE(Objective):
         terms = elbo_terms(out, x, self.config.likelihood)
         weight = linear_warmup(step, self.config.warmup_steps if self.training else 0)
         loss = terms["recon"] + weight * self.config.beta * terms["kl"]
-        return {"loss": loss, **terms, "kl_weight": weight}
+        return {"loss": loss, **terms, "warmup": weight}
 
 
 @OBJECTIVES.register("annealed_vae")

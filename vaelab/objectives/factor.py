@@ -160,7 +160,7 @@ class FactorVAE(Objective):
                            + F.cross_entropy(logits_perm, joint_label + 1))
         disc_acc = 0.5 * ((logits_joint.argmax(-1) == 0).float().mean()
                           + (logits_perm.argmax(-1) == 1).float().mean())
-        return {"loss": loss, **terms, "tc": tc, "disc_loss": disc_loss,
+        return {"loss": loss, **terms, "tc": tc, "warmup": weight, "disc_loss": disc_loss,
                 "disc_acc": disc_acc.detach()}
 
     def compute(self, model: nn.Module, x: Tensor, step: Tensor) -> dict[str, Tensor]:
@@ -189,7 +189,9 @@ class FactorVAE(Objective):
         that of loss + disc_loss, as in the seed.
         """
         if aux_optimizer is None:
-            raise ValueError("factor_vae needs the discriminator optimiser from configure_optimizer()")
+            raise ValueError(
+                "factor_vae needs the discriminator optimiser from configure_optimizer()"
+            )
         terms = self.compute(model, x, step)
         model_params = [p for p in model.parameters() if p.requires_grad]
         disc_params = list(self.discriminator.parameters())

@@ -3,10 +3,11 @@
 Chen et al., "Isolating Sources of Disentanglement in Variational Autoencoders" (NeurIPS 2018),
 eq. 2 (the decomposition) and Appendix C (the minibatch estimators of log q(z)):
 
-    loss = recon + alpha * I[z; x] + beta * KL[q(z) || prod_j q(z_j)] + w_t * gamma * sum_j KL[q(z_j) || p(z_j)]
-                   (mi)                (tc)                                    (dw_kl)
+    loss = recon + alpha * I[z; x] + beta * KL[q(z) || prod_j q(z_j)]
+                 + w_t * gamma * sum_j KL[q(z_j) || p(z_j)]
 
-with, for the codes z_i ~ q(z|x_i) of a batch,
+the index-code mutual information (mi), total correlation (tc) and dimension-wise KL (dw_kl),
+estimated, for the codes z_i ~ q(z|x_i) of a batch, as
 
     mi    = mean_i (log q(z_i|x_i) - log q(z_i))
     tc    = mean_i (log q(z_i) - sum_d log q(z_id))
@@ -183,8 +184,8 @@ class BetaTCVAE(Objective):
     """recon + alpha * mi + beta * tc + w_t * gamma * dw_kl (Chen et al., 2018, eq. 4).
 
     Needs N, the training-set size, through `set_dataset_size(n)` before the first step. Reports
-    mi, tc, dw_kl and, for comparison and latent ordering, the closed-form kl and kl_j. In eval
-    mode the warm-up weight is 1.
+    mi, tc, dw_kl, the warm-up weight w_t ("warmup") and, for comparison and latent ordering,
+    the closed-form kl and kl_j. In eval mode w_t = 1.
     """
 
     config_class = BetaTCConfig
@@ -227,4 +228,4 @@ class BetaTCVAE(Objective):
         weight = linear_warmup(step, config.warmup_steps if self.training else 0)
         loss = (terms["recon"] + config.alpha * mi + config.beta * tc
                 + weight * config.gamma * dw_kl)
-        return {"loss": loss, **terms, "mi": mi, "tc": tc, "dw_kl": dw_kl}
+        return {"loss": loss, **terms, "mi": mi, "tc": tc, "dw_kl": dw_kl, "warmup": weight}
