@@ -1,16 +1,39 @@
-"""Plots, GIFs and the HTML report. Each module is imported here explicitly (the table of contents)."""
+"""Plots, GIFs and the HTML report. Each module is imported here explicitly (the table of contents).
 
-from vaelab.viz import grid, losses, summary, training_gif, traversals  # noqa: F401
+`plots` registers the `vaelab plot` kinds in `PLOTS`.
+"""
+
+from vaelab.viz import (  # noqa: F401
+    grid,
+    latents,
+    losses,
+    plots,
+    report,
+    summary,
+    training_gif,
+    traversals,
+)
 from vaelab.viz.grid import image_grid
+from vaelab.viz.latents import plot_latent_projection, plot_mean_activations
+from vaelab.viz.losses import plot_losses
+from vaelab.viz.plots import PlotOptions, make_plots
+from vaelab.viz.report import build_report, write_report
 from vaelab.viz.summary import write_training_pictures
 from vaelab.viz.training_gif import Callback, TrainingGif
 from vaelab.viz.traversals import order_latents, traversal_values
 
 __all__ = [
     "Callback",
+    "PlotOptions",
     "TrainingGif",
+    "build_report",
     "image_grid",
+    "make_plots",
     "order_latents",
+    "plot_latent_projection",
+    "plot_losses",
+    "plot_mean_activations",
     "traversal_values",
+    "write_report",
     "write_training_pictures",
 ]

@@ -1,0 +1,27 @@
+"""`vaelab report RUN [RUN...]`: one self-contained report.html (config, scores, pictures)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report of one or more runs",
+        description="Write report.html with each run's config, summary, metrics, loss curves and "
+        "pictures (inlined; the page needs no network). Several runs get a comparison table.",
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    parser.add_argument(
+        "--out", help="output file (default RUN/report.html, or ./report.html for several runs)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vaelab.viz.report import write_report
+
+    print(write_report(args.runs, out=args.out, overwrite=args.overwrite))
+    return 0
