@@ -66,15 +66,22 @@ class ImageSpec:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursively), sorted by relative path; hidden ones skipped."""
-    found = [
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        and path.is_file()
-    ]
-    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+    """Image files under `folder` (recursively), sorted by relative path; hidden ones skipped.
+
+    Uses `os.walk` and string operations: pathlib costs ~100 us per file, too much at 200,000.
+    """
+    folder = Path(folder)
+    found: list[tuple[str, str]] = []  # (relative posix path, absolute path)
+    base = str(folder)
+    for directory, subdirectories, names in os.walk(base):
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+        relative = os.path.relpath(directory, base)
+        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+        for name in names:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                found.append((prefix + name, os.path.join(directory, name)))
+    found.sort()
+    return [Path(path) for _, path in found]
 
 
 def decode_image(path: Path | str, spec: ImageSpec) -> np.ndarray:
@@ -145,7 +152,8 @@ def cached_images(
     The array comes back memory-mapped copy-on-write: pages load on first touch and writes stay
     private.
     """
-    records = [(path.relative_to(root).as_posix(), path.stat().st_size) for path in paths]
+    base = len(str(root)) + 1  # relative names by slicing: pathlib is slow at 200,000 files
+    records = [(str(path)[base:], os.stat(path).st_size) for path in paths]
     key_source = json.dumps({"v": CACHE_VERSION, "spec": asdict(spec), "files": records})
     key = hashlib.sha256(key_source.encode()).hexdigest()[:20]
     target = cache_dir / f"images-{spec.size}px-{spec.channels}ch-{key}.npy"
@@ -186,7 +194,8 @@ def split_indices(n: int, split: str, test_fraction: float, seed: int = 0) -> np
 
 def labels_by_folder(files: Sequence[Path], root: Path) -> np.ndarray:
     """Label of each file: the index of its top-level folder under `root`, in sorted order."""
-    tops = [path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else ""
+    base = len(str(root)) + 1
+    tops = [str(path)[base:].partition(os.sep)[0] if os.sep in str(path)[base:] else ""
             for path in files]
     names = {name: i for i, name in enumerate(sorted(set(tops)))}
     return np.asarray([names[top] for top in tops], dtype=np.int64)
