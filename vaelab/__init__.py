@@ -13,6 +13,7 @@ from vaelab.config import ConfigError, RunConfig, TrainConfig
 from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
 from vaelab.factory import create_model, create_objective
 from vaelab.runs import Run, load_run
+from vaelab.workflow import build_run_config, train
 
 __all__ = [
     "ConfigError",
@@ -22,11 +23,13 @@ __all__ = [
     "Run",
     "RunConfig",
     "TrainConfig",
+    "build_run_config",
     "create_model",
     "create_objective",
     "list_names",
     "load_dataset",
     "load_run",
+    "train",
 ]
 
 

@@ -111,7 +111,7 @@ def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(
-            f"unknown key {prefix}{unknown[0]!r} for {cls.__name__}; "
+            f"unknown key '{prefix}{unknown[0]}' for {cls.__name__}; "
             f"known keys: {', '.join(prefix + n for n in names)}"
         )
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}

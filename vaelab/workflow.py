@@ -81,6 +81,7 @@ def train(
     name: str | None = None,
     out: str | Path = "results",
     resume: str | Path | None = None,
+    variation: str | None = None,
     evaluate: bool = True,
     pictures: bool = True,
     callbacks: Sequence[Any] = (),
@@ -95,6 +96,7 @@ def train(
         name: run name; the directory is `out/name`.
         out: parent folder of run directories.
         resume: a run directory to continue (its config, with `train.*` overrides applied).
+        variation: with an `.ini` config, "VAE" or "B-VAE".
         evaluate: run `train.metrics` at the end when the data has ground-truth factors.
         pictures: write reconstructions.png, samples.png and losses.png at the end.
         callbacks: extra `vaelab.engine.Callback`s.
@@ -114,7 +116,7 @@ def train(
             if name:
                 run_config = run_config_from_dict({**config.to_dict(), "name": name})
         else:
-            run_config = build_run_config(preset, overrides, config, name)
+            run_config = build_run_config(preset, overrides, config, name, variation)
         run_dir = Path(out) / run_config.name
     summary = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
     run = load_run(run_dir)

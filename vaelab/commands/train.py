@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         out=args.out,
         resume=args.resume,
+        variation=args.variation,
         evaluate=not args.no_eval,
     )
     return 0
