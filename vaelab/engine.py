@@ -273,6 +273,14 @@ def fit(
     objective = objective.to(fabric.device)
     aux_optimizer = objective.configure_optimizer()
     if aux_optimizer is not None:
+        if train.precision.startswith("16"):
+            # fabric.backward scales every gradient with the GradScaler, but the objective's own
+            # optimiser is stepped outside Fabric, so its gradients would stay scaled.
+            raise VaelabError(
+                f"objective {config.objective.name!r} trains its own parameters, which "
+                f"train.precision={train.precision!r} does not support; use '32-true' or "
+                "'bf16-mixed'"
+            )
         aux_optimizer = _SyncedOptimizer(aux_optimizer, fabric, list(objective.parameters()))
 
     steps = total_steps(config, n_data, fabric.world_size)
