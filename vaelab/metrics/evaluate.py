@@ -117,7 +117,8 @@ def evaluate(
         truth: the dataset and its cached representation (see `as_ground_truth`).
         metrics: registered metric names.
         seed: each metric gets `np.random.default_rng(seed)`.
-        options: per-metric keyword overrides, e.g. {"mig": {"num_train": 2000}}.
+        options: per-metric keyword overrides, e.g. {"mig": {"num_train": 2000}}; entries of
+            metrics not requested are checked but unused.
         progress: print one line per metric on stderr.
         on_metric: called as on_metric(name, scores, protocol) after each metric.
 
@@ -126,8 +127,7 @@ def evaluate(
     """
     options = options or {}
     for name in options:
-        if name not in metrics:
-            raise ValueError(f"options given for metric {name!r}, which is not requested")
+        metric_protocol(name, options[name])  # unknown metric or option: a clear error now
     settings = {name: metric_protocol(name, options.get(name)) for name in metrics}
     scores: dict[str, float] = {}
     protocol: dict[str, Any] = {}
@@ -204,6 +204,9 @@ def evaluate_run(
     from vaelab.runs import Run, atomic_write_json, load_run
 
     if not isinstance(run, Run):
+        # Checked before load_run, which would fail on a corrupt metrics.json with a bare
+        # JSONDecodeError.
+        _read_metrics(Path(run) / "metrics.json")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         run = load_run(run, device=str(device))
@@ -211,7 +214,7 @@ def evaluate_run(
         run.model.to(device)
         run.device = torch.device(device)
     path = Path(run.dir) / "metrics.json"
-    existing = _read_metrics(path)  # fails early on a corrupt file, before any work
+    _read_metrics(path)  # fails early on a corrupt file, before any work
     dataset = run.dataset()
     names = resolve_metric_names(metrics, has_factors=hasattr(dataset, "factors"))
     truth = as_ground_truth(model_encoder(run.model), dataset, batch_size=batch_size)
@@ -231,7 +234,6 @@ def evaluate_run(
         section["checkpoint_step"] = run.step
         atomic_write_json(path, content)
 
-    del existing
     scores, _ = evaluate(truth, names, seed=seed, options=options, progress=progress,
                          on_metric=save)
     run.metrics = _read_metrics(path)

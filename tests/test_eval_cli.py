@@ -1,0 +1,149 @@
+"""`vaelab eval` and `evaluate_run` end to end on a tiny toy_squares run written by hand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vaelab
+from vaelab.cli import main
+from vaelab.config import run_config_from_dict
+from vaelab.errors import VaelabError
+from vaelab.metrics import DEFAULT_METRICS, as_ground_truth, evaluate_run
+from vaelab.metrics.evaluate import evaluate, resolve_metric_names
+from vaelab.registry import METRICS
+from vaelab.runs import save_checkpoint
+
+SMALL = {"mig": {"num_train": 500}, "irs": {"num_train": 500}}
+
+
+def _write_run(path: Path, nan: bool = False, data: dict | None = None) -> Path:
+    config = run_config_from_dict({
+        "name": "tiny", "seed": 0,
+        "model": {"name": "burgess", "latent_dim": 4, "channels": 1, "image_size": 32},
+        "objective": {"name": "vae"},
+        "data": data or {"name": "toy_squares"},
+        "train": {"steps": 1},
+    })
+    torch.manual_seed(0)
+    model = vaelab.create_model("burgess", latent_dim=4, channels=1, image_size=32)
+    if nan:
+        with torch.no_grad():
+            model.encoder.mu_logvar_gen.bias.fill_(float("nan"))
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(config.to_json())
+    save_checkpoint(path / "checkpoints" / "last.ckpt",
+                    {"model": model.state_dict(), "objective": {}, "step": 1})
+    return path
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return _write_run(tmp_path / "run")
+
+
+def test_evaluate_run_merges_scores_and_protocol(run_dir):
+    (run_dir / "metrics.json").write_text(json.dumps({"custom": 1.5, "protocol": {"note": "kept"}}))
+    scores = evaluate_run(run_dir, metrics="mig,irs", seed=3, device="cpu", progress=False,
+                          options=SMALL)
+    content = json.loads((run_dir / "metrics.json").read_text())
+    assert content["custom"] == 1.5 and content["protocol"]["note"] == "kept"
+    assert {"mig", "mig.size", "mig.pos_x", "mig.pos_y", "irs"} <= set(scores)
+    assert all(content[k] == v for k, v in scores.items())
+    protocol = content["protocol"]
+    assert protocol["seed"] == 3 and protocol["dataset"] == "toy_squares"
+    assert protocol["metrics"]["mig"]["num_train"] == 500
+    assert protocol["metrics"]["mig"]["num_bins"] == 20
+    assert set(protocol["versions"]) >= {"numpy", "scikit-learn", "torch", "vaelab"}
+    # Codes are shared: irs draws the same 500 points and encodes nothing new.
+    assert protocol["metrics"]["mig"]["images_encoded"] > 0
+    assert protocol["metrics"]["irs"]["images_encoded"] == 0
+    # A second evaluation adds to, and does not clobber, the first.
+    evaluate_run(run_dir, metrics=["gaussian_total_correlation"], progress=False)
+    again = json.loads((run_dir / "metrics.json").read_text())
+    assert again["mig"] == content["mig"] and "gaussian_total_correlation" in again
+    assert {"mig", "irs", "gaussian_total_correlation"} <= set(again["protocol"]["metrics"])
+
+
+def test_same_seed_same_scores_through_a_model(run_dir):
+    first = evaluate_run(run_dir, metrics="mig", seed=1, progress=False, options=SMALL)
+    second = evaluate_run(run_dir, metrics="mig", seed=1, progress=False, options=SMALL)
+    assert first == second
+
+
+def test_metrics_on_a_non_grid_factor_dataset(tmp_path):
+    run_dir = _write_run(tmp_path / "run", data={"name": "toy_squares", "limit": 150})
+    scores = evaluate_run(
+        run_dir, metrics="mig,factor_vae_score,beta_vae_score,mig_chen", progress=False,
+        options={"mig": {"num_train": 300},
+                 "factor_vae_score": {"num_train": 60, "num_eval": 30, "batch_size": 8,
+                                      "num_variance_estimate": 150},
+                 "beta_vae_score": {"num_train": 60, "num_eval": 30, "batch_size": 8},
+                 "mig_chen": {"n_samples": 50}})
+    assert all(np.isfinite(v) for v in scores.values())
+    assert 0 <= scores["mig_chen"] <= 1
+
+
+def test_encoder_is_called_once_per_item():
+    dataset = vaelab.load_dataset("toy_squares")
+    calls = []
+
+    def represent(x):
+        calls.append(len(x))
+        return x.flatten(1)[:, ::256]  # 4 pixels as a code
+
+    truth = as_ground_truth(represent, dataset, batch_size=64)
+    evaluate(truth, ["mig", "aam", "irs", "active_units"], seed=0,
+             options={m: {"num_train": 1000} for m in ("mig", "aam", "irs", "active_units")})
+    assert sum(calls) == truth.encoded_images <= len(dataset)
+    assert max(calls) <= 64
+
+
+def test_bad_inputs_give_clear_errors(run_dir, tmp_path):
+    with pytest.raises(KeyError, match="unknown metric 'nope'"):
+        evaluate_run(run_dir, metrics="mig,nope", progress=False)
+    (run_dir / "metrics.json").write_text("{broken")
+    with pytest.raises(VaelabError, match="not valid JSON"):
+        evaluate_run(run_dir, metrics="mig", progress=False)
+    assert (run_dir / "metrics.json").read_text() == "{broken"  # nothing lost
+    (run_dir / "metrics.json").unlink()
+    nan_dir = _write_run(tmp_path / "nan", nan=True)
+    with pytest.raises(VaelabError, match="NaN/inf"):
+        evaluate_run(nan_dir, metrics="mig", progress=False, options=SMALL)
+    plain = vaelab.ImageDataset(torch.zeros((10, 1, 4, 4), dtype=torch.uint8))
+    truth = as_ground_truth(lambda x: x.flatten(1), plain)
+    with pytest.raises(VaelabError, match="metric 'mig' needs ground-truth factors"):
+        evaluate(truth, ["mig"])
+    with pytest.raises(ValueError, match="has no option 'bins'"):
+        evaluate_run(run_dir, metrics="mig", progress=False, options={"mig": {"bins": 3}})
+
+
+def test_default_metrics_are_registered_and_unsupervised_without_factors():
+    assert set(DEFAULT_METRICS) <= set(METRICS.names())
+    assert resolve_metric_names("default", has_factors=False) == [
+        "gaussian_total_correlation", "gaussian_wasserstein_correlation", "mutual_info_score",
+        "active_units"]
+
+
+def test_cli_eval_prints_table_and_writes_metrics(run_dir, capsys):
+    code = main(["eval", str(run_dir), "--metrics", "mig,active_units", "--seed", "2", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "mig" in out and "active_units" in out
+    content = json.loads((run_dir / "metrics.json").read_text())
+    assert content["protocol"]["seed"] == 2 and "mig" in content
+
+
+def test_cli_eval_errors_are_one_line(run_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "vaelab.cli", "eval", str(run_dir), "--metrics", "migg"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2
+    assert "vaelab: error: unknown metric 'migg'" in result.stderr
+    assert main(["eval", str(tmp_path / "missing")]) == 2
