@@ -143,7 +143,7 @@ def test_cli_eval_prints_table_and_writes_metrics(run_dir, capsys):
 def test_cli_eval_errors_are_one_line(run_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "vaelab.cli", "eval", str(run_dir), "--metrics", "migg"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 2
     assert "vaelab: error: unknown metric 'migg'" in result.stderr
     assert main(["eval", str(tmp_path / "missing")]) == 2

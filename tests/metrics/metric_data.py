@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 SIZES = (2, 3, 4)
 TILES = 20  # 24 grid cells x 20 = 480 points
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from metric_data import grid_factors, identity_codes
 
 import vaelab.metrics  # noqa: F401  (fills METRICS)
 from vaelab.errors import VaelabError
@@ -17,8 +18,6 @@ from vaelab.metrics.properties import (
     UNSUPERVISED,
 )
 from vaelab.registry import METRICS
-
-from metric_data import grid_factors, identity_codes
 
 
 @pytest.fixture

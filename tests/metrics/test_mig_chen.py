@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from metric_data import grid_factors
 
 from vaelab.errors import VaelabError
 from vaelab.metrics.mig_chen import compute_mig_chen, estimate_entropies
-
-from metric_data import grid_factors
 
 
 def test_entropy_of_a_single_gaussian_component_is_closed_form():

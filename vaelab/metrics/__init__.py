@@ -10,19 +10,19 @@ The import list below is the table of contents (each module registers its metric
 
 from vaelab.metrics import (  # noqa: F401  (registration order)
     _info,
+    beta_vae_score,
+    clustering,
+    dci,
+    evaluate,
+    factor_vae_score,
     ground_truth,
+    irs,
     mig,
     mig_chen,
-    factor_vae_score,
-    beta_vae_score,
-    dci,
-    sap,
     modularity,
-    irs,
-    unsupervised,
-    clustering,
     properties,
-    evaluate,
+    sap,
+    unsupervised,
 )
 from vaelab.metrics.evaluate import DEFAULT_METRICS, evaluate_run, format_scores
 from vaelab.metrics.ground_truth import GroundTruth, as_ground_truth

@@ -14,7 +14,8 @@ or the `FactorDataset` they were computed on.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -242,7 +243,7 @@ class GroundTruth:
         n = len(self)
         order = rng.permutation(n)
         if num_train + num_test > n:
-            cut = int(round(n * num_train / (num_train + num_test)))
+            cut = round(n * num_train / (num_train + num_test))
             return order[:cut], order[cut:]
         return order[:num_train], order[num_train : num_train + num_test]
 
