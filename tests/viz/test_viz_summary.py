@@ -105,3 +105,10 @@ def test_training_gif_bad_interval():
     with pytest.raises(ValueError, match="every"):
         TrainingGif(every=0)
     assert isinstance(TrainingGif(1), Callback)
+
+
+def test_engine_writes_training_gif(trained_run_template):
+    # The fixture trains 30 steps with train.gif_every = 10: frames at steps 10, 20 and 30.
+    image = Image.open(trained_run_template / "training.gif")
+    assert image.n_frames == 3
+    assert image.size == (10 * 34 + 2, 4 * 34 + 2)
