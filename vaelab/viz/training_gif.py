@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vaelab.engine import Callback
 from vaelab.runs import atomic_write_bytes
 from vaelab.viz.grid import image_grid, pad_value_for
 from vaelab.viz.traversals import model_device, traversal_values
@@ -25,29 +26,6 @@ __all__ = ["Callback", "TrainingGif", "write_gif"]
 GIF_FPS = 12
 POINTS_PER_LATENT = 10
 MAX_TRAVERSAL = 0.475
-
-
-class Callback:
-    """Hooks the training loop calls at named points; every method is a no-op by default.
-
-    `ctx` carries `.model` (the raw nn.Module, in train mode), `.dataset`, `.run_dir`, `.config`
-    (RunConfig), `.device` and `.is_global_zero`.
-    """
-
-    def on_train_start(self, ctx: Any) -> None:
-        pass
-
-    def on_step_end(self, ctx: Any, step: int) -> None:
-        pass
-
-    def on_log(self, ctx: Any, step: int, row: dict[str, float]) -> None:
-        pass
-
-    def on_checkpoint(self, ctx: Any, step: int) -> None:
-        pass
-
-    def on_train_end(self, ctx: Any) -> None:
-        pass
 
 
 def write_gif(frames: list[np.ndarray], fps: int = GIF_FPS) -> bytes:

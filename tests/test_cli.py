@@ -1,0 +1,90 @@
+"""End-to-end tests of `vaelab train`, `vaelab list` and their errors (in-process and subprocess)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+
+from vaelab.cli import main
+
+TOY = ["--set", "data.name=toy_squares", "--set", "train.steps=6", "--set", "train.batch_size=16",
+       "--set", "train.log_every=3", "--set", "train.metrics=", "--set", "model.latent_dim=3",
+       "--no-progress"]
+
+
+def test_list_commands(capsys):
+    assert main(["list", "presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("default", "btcvae_dsprites", "factor_celeba", "best_dsprites", "debug"):
+        assert name in out
+    assert main(["list", "objectives"]) == 0
+    assert capsys.readouterr().out.split() >= ["annealed_vae", "beta_tcvae", "beta_vae"]
+
+
+def test_train_preset_with_overrides_end_to_end(tmp_path, capsys):
+    code = main(["train", "betaH_dsprites", "--out", str(tmp_path), "--name", "cli", *TOY,
+                 "--set", "objective.beta=2.5"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"results: {tmp_path / 'cli'}" in out and "images/s" in out and "recon=" in out
+    config = json.loads((tmp_path / "cli" / "config.json").read_text())
+    assert config["objective"] == {**config["objective"], "name": "beta_vae", "beta": 2.5,
+                                   "warmup_steps": 10000}  # preset value kept, --set wins
+    assert config["train"]["steps"] == 6 and config["train"]["lr"] == 5e-4
+    # resume to more steps
+    assert main(["train", "--resume", str(tmp_path / "cli"), "--set", "train.steps=9",
+                 "--no-progress", "--no-eval"]) == 0
+    assert json.loads((tmp_path / "cli" / "summary.json").read_text())["steps"] == 9
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "nopreset"], "unknown preset 'nopreset'; known presets:"),
+    (["train", "--set", "train.stepz=3"], "unknown key 'train.stepz'"),
+    (["train", "--set", "objective.beta=big"], "objective.beta: expected float, got 'big'"),
+    (["train", "--set", "data.name=imagenet"], "unknown dataset 'imagenet'; known datasets:"),
+    (["train", "--set", "model.name=resnet"], "unknown model 'resnet'; known models: burgess"),
+    (["train", "--set", "objective.name=elbo"], "unknown objective 'elbo'"),
+    (["train", "--set", "notakey"], "--set expects key=value"),
+    (["train", "--config", "missing.ini"], "no config file at missing.ini"),
+    (["train", "--resume", "nowhere"], "config.json is missing"),
+])
+def test_train_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
+    assert main([*args, "--out", str(tmp_path)] if "--resume" not in args else args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vaelab: error:") and message in err and "\n" not in err
+
+
+def test_existing_run_is_refused_not_deleted(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path), "--name", "x", *TOY]) == 0
+    marker = tmp_path / "x" / "keep.txt"
+    marker.write_text("mine")
+    assert main(["train", "--out", str(tmp_path), "--name", "x", *TOY]) == 2
+    assert "already exists" in capsys.readouterr().err and marker.read_text() == "mine"
+
+
+def test_train_ini_config_on_mnist_test_split(tmp_path, shared_data):
+    """The seed's INI format, the conv model and the MNIST loader, end to end, in a subprocess."""
+    root = tmp_path / "data"
+    (root / "mnist").mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(shared_data / "mnist-test" / name, root / "mnist" / name)
+    with resources.as_file(resources.files("vaelab.presets") / "seed004_mnist_vae.ini") as ini:
+        shutil.copy(ini, tmp_path / "config1.ini")
+    result = subprocess.run(
+        [sys.executable, "-m", "vaelab.cli", "train", "--config", str(tmp_path / "config1.ini"),
+         "--variation", "B-VAE", "--out", str(tmp_path), "--name", "ini",
+         "--set", f"data.root={root}", "--set", "data.split=test", "--set", "data.limit=64",
+         "--set", "train.steps=2", "--set", "train.batch_size=16", "--set", "train.metrics=",
+         "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((tmp_path / "ini" / "config.json").read_text())
+    assert config["model"]["name"] == "conv" and config["objective"]["name"] == "beta_vae"
+    assert config["data"]["name"] == "mnist"
+    assert (tmp_path / "ini" / "samples.png").is_file()
