@@ -73,7 +73,7 @@ def test_train_ini_config_on_mnist_test_split(tmp_path, shared_data):
     (root / "mnist").mkdir(parents=True)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         shutil.copy(shared_data / "mnist-test" / name, root / "mnist" / name)
-    with resources.as_file(resources.files("vaelab.presets") / "seed004_mnist_vae.ini") as ini:
+    with resources.as_file(resources.files("vaelab.presets") / "seed004_mnist_bvae.ini") as ini:
         shutil.copy(ini, tmp_path / "config1.ini")
     result = subprocess.run(
         [sys.executable, "-m", "vaelab.cli", "train", "--config", str(tmp_path / "config1.ini"),

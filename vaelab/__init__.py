@@ -8,7 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from vaelab.registry import DATASETS, METRICS, MODELS, OBJECTIVES, PLOTS
-from vaelab import data, models, objectives, viz  # noqa: F401  (fill the registries)
+from vaelab import data, metrics, models, objectives, viz  # noqa: F401  (fill the registries)
 from vaelab.config import ConfigError, RunConfig, TrainConfig
 from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
 from vaelab.factory import create_model, create_objective

@@ -222,7 +222,12 @@ def load_run(
 
     def read_json(name: str) -> dict[str, Any]:
         file = run_dir / name
-        return json.loads(file.read_text()) if file.is_file() else {}
+        if not file.is_file():
+            return {}
+        try:
+            return json.loads(file.read_text())
+        except json.JSONDecodeError as error:
+            raise VaelabError(f"{file} is not valid JSON ({error}); move it aside") from error
 
     return Run(
         dir=run_dir,
