@@ -12,7 +12,9 @@ from vaelab import data, metrics, models, objectives, viz  # noqa: F401  (fill t
 from vaelab.config import ConfigError, RunConfig, TrainConfig
 from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
 from vaelab.factory import create_model, create_objective
+from vaelab.metrics import evaluate_run
 from vaelab.runs import Run, load_run
+from vaelab.viz import make_plots, write_report
 from vaelab.workflow import build_run_config, train
 
 __all__ = [
@@ -26,10 +28,13 @@ __all__ = [
     "build_run_config",
     "create_model",
     "create_objective",
+    "evaluate_run",
     "list_names",
     "load_dataset",
     "load_run",
+    "make_plots",
     "train",
+    "write_report",
 ]
 
 
