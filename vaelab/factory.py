@@ -36,9 +36,9 @@ def resolve_model_component(model: Component, image_shape: tuple[int, int, int])
         if image_shape[1] != image_shape[2]:
             raise ValueError(f"model {model.name!r} needs square images, data is {image_shape}")
         updates["image_size"] = image_shape[1]
-    if "image_height" in names and getattr(config, "image_height") == 0:
+    if "image_height" in names and config.image_height == 0:
         updates["image_height"] = image_shape[1]
-    if "image_width" in names and getattr(config, "image_width") == 0:
+    if "image_width" in names and config.image_width == 0:
         updates["image_width"] = image_shape[2]
     if not updates:
         return model

@@ -6,8 +6,9 @@ This is what `vaelab train` and `vaelab.train(...)` do; `vaelab.engine.fit` is t
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

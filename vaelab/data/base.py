@@ -10,9 +10,9 @@ factorial grids (dSprites) and datasets that cover only part of the grid alike.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -92,7 +92,7 @@ class ImageDataset:
     def device(self) -> torch.device:
         return self.data.device
 
-    def to(self, device: torch.device | str) -> "ImageDataset":
+    def to(self, device: torch.device | str) -> ImageDataset:
         """Moves the storage (in place) to `device`, so batches are drawn there."""
         self.data = self.data.to(device)
         return self

@@ -20,7 +20,7 @@ def load_dataset(name: str, **options: Any) -> ImageDataset:
         DataError: files missing or corrupt (the message says how to get them).
     """
     cls = DATASETS.get(name)
-    return cls.load(from_dict(cls.config_class, options, prefix=f"data."))
+    return cls.load(from_dict(cls.config_class, options, prefix="data."))
 
 
 def load_dataset_component(component: Component) -> ImageDataset:

@@ -61,7 +61,7 @@ class ToySquares(FactorDataset):
     factor_names = ("size", "pos_x", "pos_y")
 
     @classmethod
-    def load(cls, config: ToySquaresConfig = ToySquaresConfig()) -> "ToySquares":
+    def load(cls, config: ToySquaresConfig = ToySquaresConfig()) -> ToySquares:
         sizes = (len(SIZES), POSITIONS, POSITIONS)
         factors = np.stack(np.unravel_index(np.arange(int(np.prod(sizes))), sizes), axis=1)
         factors = np.tile(factors, (config.repeat, 1))

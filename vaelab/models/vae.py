@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from vaelab.registry import MODELS
 
-__all__ = ["BurgessConfig", "BurgessDecoder", "BurgessEncoder", "VAE", "VAEOutput", "kaiming_init"]
+__all__ = ["VAE", "BurgessConfig", "BurgessDecoder", "BurgessEncoder", "VAEOutput", "kaiming_init"]
 
 
 @dataclass(frozen=True, kw_only=True)
