@@ -216,6 +216,9 @@ def fit(
         callbacks: extra `Callback`s (the training GIF is added when `train.gif_every` > 0).
         dataset: an already loaded dataset to use instead of loading `config.data`.
 
+    Returns:
+        The summary written to `summary.json`, plus `global_rank` (the caller's DDP rank).
+
     Raises:
         FileExistsError: `run_dir` holds a run and `resume` is False.
         TrainingDiverged: a term became NaN/inf (the last good checkpoint stays).
@@ -230,12 +233,21 @@ def fit(
     from vaelab.perf import tune_allocator
 
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume)
     train = config.train
     if train.threads:
         torch.set_num_threads(train.threads)
     fabric = _make_fabric(config)
     fabric.launch()
+    # Rank 0 checks (and creates) the run directory; every rank raises the same error.
+    problem = None
+    if fabric.is_global_zero:
+        try:
+            prepare_run_dir(run_dir, resume)
+        except (FileExistsError, FileNotFoundError) as error:
+            problem = (type(error), str(error))
+    problem = fabric.broadcast(problem) if fabric.world_size > 1 else problem
+    if problem is not None:
+        raise problem[0](problem[1])
     if fabric.device.type == "cpu":
         tune_allocator()
     fabric.seed_everything(config.seed + fabric.global_rank, verbose=False)
@@ -431,7 +443,8 @@ def fit(
     }
     if fabric.is_global_zero:
         atomic_write_json(run_dir / "summary.json", summary)
-    return summary
+    fabric.barrier()  # other ranks return only once rank 0 has written everything
+    return {**summary, "global_rank": fabric.global_rank}
 
 
 def _finish_interval(state, step, fabric, per_epoch, per_rank, elapsed) -> dict[str, float]:

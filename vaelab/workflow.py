@@ -88,7 +88,7 @@ def train(
     callbacks: Sequence[Any] = (),
     verbose: bool = True,
 ):
-    """Trains a run and returns it loaded (`vaelab.runs.Run`).
+    """Trains a run and returns it loaded (`vaelab.runs.Run`; None on DDP ranks other than 0).
 
     Args:
         preset: preset name (see `vaelab.list_names("presets")`), used when `config` is None.
@@ -120,6 +120,8 @@ def train(
             run_config = build_run_config(preset, overrides, config, name, variation)
         run_dir = Path(out) / run_config.name
     summary = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
+    if summary.get("global_rank", 0) != 0:
+        return None  # DDP: rank 0 writes the pictures and metrics and returns the run
     run = load_run(run_dir)
     if pictures:
         from vaelab.viz.summary import write_training_pictures
