@@ -291,15 +291,18 @@ def test_npz_source_loads_through_the_same_api(tmp_path):
 def test_npz_prepare_imports_into_the_data_folder(tmp_path):
     rows = grid_factors()[::20000]
     (tmp_path / "download").mkdir()
-    npz = write_fake_npz(tmp_path / "download" / "x.npz", rows)
+    npz = write_fake_npz(tmp_path / "download" / dsprites_module.NPZ_NAME, rows)
     home = tmp_path / "home"
     info = DSprites.prepare(DSpritesConfig(source="npz", root=str(home)), from_path=str(npz))
     assert info["items"] == len(rows)
     assert (home / "dsprites" / dsprites_module.NPZ_NAME).is_file()
     data = DSprites.load(DSpritesConfig(source="npz", root=str(home)))  # the default npz path
     np.testing.assert_array_equal(data.factors, rows)
-    with pytest.raises(ValueError, match="source='npz'"):
-        DSprites.prepare(DSpritesConfig(root=str(home)), from_path=str(npz))
+    # `vaelab data dsprites --from PATH` passes a default (procedural) config: still an import.
+    again = DSprites.prepare(DSpritesConfig(root=str(home)), from_path=str(npz.parent))
+    assert again == info
+    with pytest.raises(DataError, match="not found"):
+        DSprites.prepare(DSpritesConfig(root=str(home)), from_path=str(tmp_path / "nowhere"))
 
 
 def test_missing_npz_says_what_and_where(tmp_path):

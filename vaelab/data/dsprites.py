@@ -31,12 +31,18 @@ dsprites_calibration.py` reports the best-match IoU of each); in pixels at scale
 * heart: a 26-gon on the classic heart curve x = 16 sin^3 t, y = 13 cos t - 5 cos 2t - 2 cos 3t -
   cos 4t, scaled to half-width 9.8 and height 10.6/16 per curve unit, pointing up at orientation
   0 and rotating about a point 2.375 curve units below the curve's origin;
-* sizes scale linearly with `scale`; orientation rotates clockwise on screen (Love2D's sense).
+* sizes scale linearly with `scale`; orientation rotates clockwise on screen (Love2D's sense);
+* rasterisation: vertex rows are snapped to 1/256 px (a GPU's sub-pixel grid) and a pixel centre
+  exactly on an edge belongs to the side below it (OpenGL's y-up top-left rule); with this every
+  calibration square is pixel-exact.
 
 The unlabelled calibration images cannot tell the rotation sense, nor whether pos_y = 0 is the
 top or the bottom row (every shape is mirror-symmetric and the grids are symmetric), so those two
-follow Love2D's conventions (y down, clockwise angles); everything else (sizes, centring, the
-position lattice, the heart's pose at orientation 0) is pinned by the data.
+follow Love2D's conventions (y down, clockwise angles). Everything else is pinned by the data:
+sizes, centring, the position lattice, and the pose at orientation 0 (39 steps per turn is odd,
+so a heart pointing down or an ellipse standing upright at 0 would give different images; both
+fit far worse). Calibration: every real image has a twin with IoU >= 0.975, mean 0.9965, 71 of
+100 pixel-exact (all 41 squares, 19 of 26 ellipses, 11 of 33 hearts).
 
 Storage: images stay bit-packed in memory, a uint8 tensor (N, 512) (one row of 64 pixels = 8
 bytes, `np.packbits` bit order); `batch` unpacks on the storage device with bit operations.
@@ -546,8 +552,9 @@ class DSprites(FactorDataset):
 
         Args:
             config: which source, and where (`root`, `npz_path`).
-            from_path: for the npz source, a copy of the official npz (or a folder holding it) to
-                import into the data folder; not allowed for the procedural source.
+            from_path: a copy of the official npz (or a folder holding it): it is verified,
+                copied into `data_home(root)/dsprites` and converted, whatever `config.source`
+                says (load it later with `source="npz"`).
 
         Returns:
             {"path": cache file, "items": number of images, "bytes": size of the cache file}.
@@ -557,8 +564,6 @@ class DSprites(FactorDataset):
                 root=config.root, split=config.split, source=config.source, npz_path=config.npz_path
             )  # prepare always caches all items
         if from_path is not None:
-            if config.source != "npz":
-                raise ValueError("from_path imports the official npz: use it with source='npz'")
             source = Path(from_path).expanduser()
             if source.is_dir():
                 source = source / NPZ_NAME
