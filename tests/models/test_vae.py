@@ -118,3 +118,23 @@ def test_import_disvae_errors(tmp_path, shared_data):
     with pytest.raises(FileExistsError, match="nothing was changed"):
         import_disvae(source, out=tmp_path, name="x")
     assert main(["import-disvae", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("folder", ["VAE_dsprites", "btcvae_dsprites"])
+def test_imported_model_reproduces_the_seed_test_losses(shared_data, tmp_path, folder):
+    """The seed evaluated only its first batch: dSprites images 0..999 (all squares), and
+    divided each value by 738 batches (its bug #70). Our renderer draws squares pixel-exactly,
+    so the imported model must give the seed's numbers on our images."""
+    from vaelab.data.dsprites import grid_factors, render_dsprites
+
+    source = shared_data / "disvae-pretrained" / folder
+    seed = json.loads((source / "test_losses.log").read_text())
+    run = vaelab.load_run(import_disvae(source, out=tmp_path))
+    x = torch.from_numpy(render_dsprites(grid_factors()[:1000])).float()[:, None]
+    with torch.no_grad():
+        mu, logvar = run.model.encode(x)
+        recon = F.binary_cross_entropy(torch.sigmoid(run.model.decode(mu)), x, reduction="sum")
+    batches = 738
+    kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).mean(0)
+    assert recon.item() / 1000 / batches == pytest.approx(seed["recon_loss"], rel=0.02)
+    assert kl.sum().item() / batches == pytest.approx(seed["kl_loss"], rel=0.02)
