@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from vaelab.errors import run_cli_command
+    from vaelab.perf import tune_allocator
 
+    tune_allocator()  # the CLI owns its process: keep freed tensor memory (see vaelab.perf)
     return run_cli_command(args.func, args)
 
 

@@ -296,12 +296,21 @@ def _factor_dataset(run: Run, kind: str):
     return dataset
 
 
+MEAN_ACTIVATION_ITEMS = 65_536
+
+
 def _mean_activations(run: Run, options: PlotOptions) -> dict[str, Content]:
     dataset = _factor_dataset(run, "mean-activations")
-    means = encode_means(run.model, dataset)
-    figure = plot_mean_activations(
-        means, dataset.factors, dataset.factor_names, dataset.factor_sizes
-    )
+    # The conditional means average over every other factor; a uniform random subset of
+    # MEAN_ACTIVATION_ITEMS items (~2,000 per value of a 32-valued factor on dSprites) gives
+    # the same curves as the whole grid in a fraction of the time.
+    index = None
+    if len(dataset) > MEAN_ACTIVATION_ITEMS:
+        rng = np.random.default_rng(options.seed)
+        index = np.sort(rng.choice(len(dataset), MEAN_ACTIVATION_ITEMS, replace=False))
+    means = encode_means(run.model, dataset, index)
+    factors = dataset.factors if index is None else dataset.factors[index]
+    figure = plot_mean_activations(means, factors, dataset.factor_names, dataset.factor_sizes)
     return {"mean_activations.png": figure}
 
 
