@@ -20,7 +20,7 @@ import random
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaelab.config import RunConfig, run_config_from_dict
+from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
 from vaelab.runs import (
     atomic_write_json,
     atomic_write_text,
     checkpoint_path,
     load_checkpoint,
-    read_config,
     save_checkpoint,
 )
 
@@ -67,7 +66,6 @@ class TrainContext:
     dataset: Any
     fabric: Any
     step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -384,7 +382,10 @@ def fit(
             ctx.step = state["step"]
             sums = state["sums"]
             for key, value in terms.items():
-                sums[key] = sums[key] + value if key in sums else value.detach().clone()
+                if key in sums:
+                    sums[key].add_(value)
+                else:
+                    sums[key] = value.detach().clone()
             state["count"] += 1
             step = state["step"]
             for callback in callbacks:
@@ -525,15 +526,3 @@ def _close(bar: Any, writer: Any) -> None:
         bar.close()
     if writer is not None:
         writer.close()
-
-
-def config_for_resume(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """The stored config of `run_dir`, with train.* overrides (e.g. more steps) applied."""
-    config = read_config(run_dir)
-    if not overrides:
-        return config
-    data = config.to_dict()
-    for key, value in overrides.items():
-        data.setdefault("train", {})[key] = value
-    return run_config_from_dict(data)
-

@@ -15,14 +15,16 @@ A run directory (`results/<name>/` by default) holds:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ from vaelab.errors import VaelabError
 
 __all__ = [
     "Run",
+    "atomic_file",
     "atomic_write_bytes",
     "atomic_write_text",
     "checkpoint_path",
@@ -46,14 +49,18 @@ CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Opens a temporary file beside `path`; on success it is synced and renamed over `path`.
+
+    A crash or an exception never leaves a half-written `path` (the temporary file is removed).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, mode) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         umask = os.umask(0)  # mkstemp creates 0600; give the file the usual umask permissions
@@ -64,6 +71,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

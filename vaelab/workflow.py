@@ -109,7 +109,7 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         stored = read_config(run_dir).to_dict()
-        stored = apply_overrides(stored, [o for o in overrides])
+        stored = apply_overrides(stored, list(overrides))
         run_config = run_config_from_dict(stored)
     else:
         if isinstance(config, RunConfig):
@@ -122,7 +122,8 @@ def train(
     summary = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
     if summary.get("global_rank", 0) != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
-    run = load_run(run_dir)
+    # Pictures and metrics encode on the device the run trained on.
+    run = load_run(run_dir, device=summary.get("device", "cpu"))
     if pictures:
         from vaelab.viz.summary import write_training_pictures
 

@@ -52,9 +52,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,7 +64,9 @@ import torch
 from torch import Tensor
 
 from vaelab.data.base import DataConfig, DataError, FactorDataset, data_home
+from vaelab.data.download import file_digest
 from vaelab.registry import DATASETS
+from vaelab.runs import atomic_file, atomic_write_json
 
 __all__ = [
     "DSprites",
@@ -344,27 +345,10 @@ def _read_npz(path: Path, limit: int = 0, chunk: int = 65_536) -> tuple[np.ndarr
 # The bit-packed cache: <stem>.npy (N, 512) uint8 and <stem>.json (version, size, sha256, ...).
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_cache(path: Path, packed: np.ndarray, meta: dict) -> None:
     """Writes `packed` to `path` (.npy) and its sidecar JSON, each atomically (tmp + replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, packed)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        np.save(handle, packed)
     stat = path.stat()
     sidecar = dict(
         meta,
@@ -372,12 +356,9 @@ def _write_cache(path: Path, packed: np.ndarray, meta: dict) -> None:
         items=int(len(packed)),
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
-        sha256=_sha256(path),
+        sha256=file_digest(path),
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".json.tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(sidecar, handle, indent=2)
-    os.replace(tmp, path.with_suffix(".json"))
+    atomic_write_json(path.with_suffix(".json"), sidecar)
 
 
 def _read_cache(path: Path, meta: dict) -> np.ndarray | None:
@@ -397,7 +378,7 @@ def _read_cache(path: Path, meta: dict) -> np.ndarray | None:
             problem = "was written by another version"
         elif stat.st_size != info["size"]:
             problem = f"has {stat.st_size} bytes, expected {info['size']} (truncated?)"
-        elif stat.st_mtime_ns != info["mtime_ns"] and _sha256(path) != info["sha256"]:
+        elif stat.st_mtime_ns != info["mtime_ns"] and file_digest(path) != info["sha256"]:
             problem = "fails its sha256 check (corrupt)"
         else:
             packed = np.load(path, mmap_mode="c")  # copy-on-write map: pages load on use
@@ -570,17 +551,8 @@ class DSprites(FactorDataset):
             _read_npz(source, limit=1)  # verifies the layout before copying
             target = _folder(config) / NPZ_NAME
             if source.resolve() != target.resolve():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{NPZ_NAME}.", suffix=".tmp")
-                os.close(fd)
-                try:
-                    with open(source, "rb") as src, open(tmp, "wb") as dst:
-                        while block := src.read(1 << 22):
-                            dst.write(block)
-                    os.replace(tmp, target)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                with open(source, "rb") as src, atomic_file(target) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
             config = DSpritesConfig(root=config.root, source="npz", npz_path=str(target))
         packed, _, path = _load_packed(config)
         assert path is not None

@@ -20,7 +20,7 @@ from matplotlib import style as mpl_style
 from matplotlib.figure import Figure
 from torch import nn
 
-from vaelab.viz.traversals import model_device
+from vaelab.metrics.ground_truth import model_encoder
 
 __all__ = [
     "ACTIVE_VARIANCE",
@@ -39,25 +39,24 @@ GROUP_NAME = "shape"
 SHAPE_COLOURS = ("#4daf4a", "#e41a1c", "#377eb8", "#984ea3", "#ff7f00", "#a65628", "#f781bf")
 
 
-@torch.inference_mode()
 def encode_means(
     model: nn.Module, dataset, index: np.ndarray | None = None, batch: int = 1024
 ) -> np.ndarray:
-    """Posterior means (N, D) of `dataset` items `index` (default: all), via `model.embed`.
+    """Posterior means (N, D) of `dataset` items `index` (default: all), in eval mode.
 
-    Batches of 1024 in channels-last layout: about 3x faster than NCHW batches of 256 on CPU.
+    Encodes through the metrics' batch encoder (`model_encoder`: inference mode, channels-last,
+    the model's device) in batches of 1024.
     """
     index = np.arange(len(dataset)) if index is None else np.asarray(index)
-    device = model_device(model)
+    encode = model_encoder(model)
     was_training = model.training
     model.eval()
     try:
         chunks = []
         for i in range(0, len(index), batch):
-            x = dataset.batch(index[i : i + batch]).to(device)
-            if x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            chunks.append(model.embed(x).float().cpu().numpy())
+            out = encode(dataset.batch(index[i : i + batch]))
+            mu = out[0] if isinstance(out, (tuple, list)) else out  # (B, D)
+            chunks.append(torch.as_tensor(mu).float().cpu().numpy())
     finally:
         model.train(was_training)
     return np.concatenate(chunks).astype(np.float64)
