@@ -31,7 +31,7 @@ def _worker(kind: str, objective: str, steps: int, warmup: int) -> float:
 
     torch.set_num_threads(2)
     import vaelab
-    from vaelab.config import run_config_from_dict
+    from vaelab.factory import run_config_from_dict
 
     config = {"name": "bench", "seed": 0, "model": {"name": "burgess"},
               "objective": {"name": objective}, "data": {"name": "dsprites"},

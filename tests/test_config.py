@@ -15,9 +15,9 @@ from vaelab.config import (
     apply_overrides,
     from_dict,
     parse_override,
-    run_config_from_dict,
     to_dict,
 )
+from vaelab.factory import run_config_from_dict
 from vaelab.presets import DISVAE_DATASET_SIZES, load_preset, preset_names
 
 

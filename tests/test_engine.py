@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import vaelab
-from vaelab.config import run_config_from_dict
 from vaelab.engine import Callback, TrainingDiverged, fit
+from vaelab.factory import run_config_from_dict
 from vaelab.runs import checkpoint_path, load_checkpoint, load_run
 
 

@@ -13,8 +13,8 @@ import torch
 
 import vaelab
 from vaelab.cli import main
-from vaelab.config import run_config_from_dict
 from vaelab.errors import VaelabError
+from vaelab.factory import run_config_from_dict
 from vaelab.metrics import DEFAULT_METRICS, as_ground_truth, evaluate_run
 from vaelab.metrics.evaluate import evaluate, resolve_metric_names
 from vaelab.registry import METRICS

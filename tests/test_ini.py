@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaelab.config import ConfigError, run_config_from_dict
-from vaelab.factory import build_model, build_objective
+from vaelab.config import ConfigError
+from vaelab.factory import build_model, build_objective, run_config_from_dict
 from vaelab.ini import (
     run_config_dict_from_ini,
     run_config_dict_from_ini_text,

@@ -3,6 +3,7 @@
 A run is `RunConfig(name, seed, model, objective, data, train)`. `model`, `objective` and `data`
 are `Component`s: a registered name plus the config dataclass of that registered class, so
 `{"name": "beta_tcvae", "beta": 6.4}` becomes `Component("beta_tcvae", BetaTCConfig(beta=6.4))`.
+This module knows no registry: `vaelab.factory.run_config_from_dict` resolves the names.
 Unknown keys and wrong types raise `ConfigError` naming the key and what was expected.
 """
 
@@ -164,6 +165,13 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     channels_last: bool = True  # NHWC memory layout for conv models (faster on CPU and GPU)
     compile: bool = False  # torch.compile the model
+    valid_every: int = 0  # steps between validation passes, terms logged as valid/* (0: none)
+    valid_holdout: float = 0.0  # share of the training items held out for validation; 0: use
+    #                             the dataset's own "valid" split
+    valid_batches: int = 0  # batches per validation pass (0: the whole validation set)
+    keep_best: bool = False  # also keep checkpoints/best.ckpt at the lowest valid/loss
+    early_stopping: int = 0  # stop after this many validation passes without improvement (0: off)
+    early_stopping_delta: float = 0.0  # an improvement beats the best valid/loss by more than this
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.epochs < 0:
@@ -175,9 +183,18 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("checkpoint_every", "keep_checkpoints", "gif_every", "threads"):
+        for name in ("checkpoint_every", "keep_checkpoints", "gif_every", "threads",
+                     "valid_every", "valid_batches", "early_stopping"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.valid_holdout < 1.0:
+            raise ValueError(f"valid_holdout must be in [0, 1), got {self.valid_holdout}")
+        if self.early_stopping_delta < 0:
+            raise ValueError(f"early_stopping_delta must be >= 0, got {self.early_stopping_delta}")
+        for name in ("keep_best", "early_stopping"):
+            if getattr(self, name) and not self.valid_every:
+                raise ValueError(f"{name} needs validation passes: set train.valid_every > 0 "
+                                 "(and a validation split or train.valid_holdout)")
 
 
 @dataclass(frozen=True)
@@ -204,39 +221,6 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
-
-
-def _component(section: str, data: Any, registry: Any) -> Component:
-    if isinstance(data, Component):
-        return data
-    if not isinstance(data, Mapping) or "name" not in data:
-        raise ConfigError(f"{section}: expected a table with a 'name' key, got {data!r}")
-    name = data["name"]
-    try:
-        target = registry.get(name)
-    except KeyError as error:
-        raise ConfigError(f"{section}.name: {error.args[0]}") from None
-    rest = {k: v for k, v in data.items() if k != "name"}
-    return Component(name, from_dict(target.config_class, rest, prefix=f"{section}."))
-
-
-def run_config_from_dict(data: Mapping[str, Any]) -> RunConfig:
-    """Builds a `RunConfig` from its dict form (as in `config.json` or a preset)."""
-    import vaelab  # noqa: F401  (fills the registries)
-    from vaelab.registry import DATASETS, MODELS, OBJECTIVES
-
-    known = {"name", "seed", "model", "objective", "data", "train"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
-    return RunConfig(
-        name=_coerce(data.get("name", ""), str, "name"),
-        seed=_coerce(data.get("seed", 1234), int, "seed"),
-        model=_component("model", data.get("model", {"name": "burgess"}), MODELS),
-        objective=_component("objective", data.get("objective", {"name": "vae"}), OBJECTIVES),
-        data=_component("data", data.get("data", {"name": "dsprites"}), DATASETS),
-        train=from_dict(TrainConfig, data.get("train", {}), prefix="train."),
-    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,15 +1,23 @@
 """The training engine: `fit(config, run_dir)` on Lightning Fabric with a thin loop of our own.
 
-Fabric sets up the device(s), precision and DDP; the loop draws index batches on the device from
-the in-memory dataset, calls the objective's `training_step`, and keeps running sums of every term
-on the device. The host reads them only every `train.log_every` steps (one sync), when a row of
-`train_log.csv`, TensorBoard scalars and the progress bar are written, and the finiteness of every
-term is checked. A non-finite term stops the run with the step and term named; checkpoints are
-only written after that check, so the last one is always good.
+`fit` is three parts, each read top to bottom:
 
-Checkpoints hold the model, optimiser(s), the objective's parameters and state, the step, the
-position in the epoch's permutation, the running sums and every RNG state, so `resume=True`
-continues exactly where an interrupted run stopped (bit-identical on CPU).
+1. `_setup`: Fabric (device(s), precision, DDP), the run directory, the dataset and its batch
+   source, the model and objective (checked against each other when the config was built), the
+   `Updater` that owns every optimiser step, the validation set, and a resumed state.
+2. `_loop`: per step, the dataset's batch source gives indices, the dataset the `Batch`, and the
+   objective's `update` hook takes the step through the `Updater`. Running sums of every term stay
+   on the device; the host reads them only every `train.log_every` steps (one sync), when a row of
+   `train_log.csv`, TensorBoard scalars and the progress bar are written and every term is checked
+   for finiteness. A non-finite term stops the run with the step and term named; checkpoints are
+   written only after that check, so the last one is always good. Every `train.valid_every`
+   steps a validation pass logs `valid/*` terms (`valid_log.csv`), may keep `best.ckpt`, and may
+   stop the run early.
+3. `_finish`: the last checkpoint, `summary.json`, and the trained run in memory (`vaelab.runs.Run`).
+
+Checkpoints hold the model, optimiser(s), the objective's parameters and state, the step, the batch
+source's position, the running sums and every RNG state, so `resume=True` continues exactly where
+an interrupted run stopped (bit-identical on CPU).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import random
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,31 +36,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from vaelab.callbacks import Callback
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
+from vaelab.optim import Updater
 from vaelab.runs import (
+    Run,
     atomic_write_json,
     atomic_write_text,
     checkpoint_path,
     load_checkpoint,
+    read_json,
+    read_train_log,
     save_checkpoint,
 )
 
-__all__ = ["Callback", "TrainContext", "TrainingDiverged", "fit"]
+__all__ = ["Callback", "EarlyStopping", "TrainContext", "TrainingDiverged", "fit"]
+
+BEST = "best.ckpt"
 
 
 class TrainingDiverged(VaelabError):
     """A loss term became NaN or infinite."""
-
-
-class Callback:
-    """Hooks the loop calls at named points; subclasses override what they need."""
-
-    def on_train_start(self, ctx: TrainContext) -> None: ...
-    def on_step_end(self, ctx: TrainContext, step: int) -> None: ...
-    def on_log(self, ctx: TrainContext, step: int, row: dict[str, float]) -> None: ...
-    def on_checkpoint(self, ctx: TrainContext, step: int) -> None: ...
-    def on_train_end(self, ctx: TrainContext) -> None: ...
 
 
 @dataclass
@@ -80,6 +85,35 @@ class _StopRequested(Exception):
     pass
 
 
+class EarlyStopping:
+    """Stops after `patience` validation passes without an improvement larger than `min_delta`.
+
+    The rule of the GMVAE seed (gmvae.md §5.2): the best value starts at +inf and is replaced
+    only when a new value beats it by more than `min_delta`; each other pass increments a counter
+    that an improvement resets; training stops when the counter exceeds `patience`, i.e. on the
+    (patience + 1)-th consecutive pass without improvement.
+    """
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.bad_passes = math.inf, 0
+
+    def update(self, value: float) -> tuple[bool, bool]:
+        """Records one validation value; returns (improved, stop)."""
+        improved = value < self.best - self.min_delta
+        if improved:
+            self.best, self.bad_passes = value, 0
+        else:
+            self.bad_passes += 1
+        return improved, bool(self.patience) and self.bad_passes > self.patience
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best, "bad_passes": self.bad_passes}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.best, self.bad_passes = float(state["best"]), int(state["bad_passes"])
+
+
 def total_steps(config: RunConfig, dataset_size: int, world_size: int = 1) -> int:
     """Optimiser steps of the run: `train.steps`, or `train.epochs` worth of full batches."""
     train = config.train
@@ -90,11 +124,8 @@ def total_steps(config: RunConfig, dataset_size: int, world_size: int = 1) -> in
 
 
 def _rng_state(fabric: Any) -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
     if fabric.device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(fabric.device)
     return state
@@ -109,13 +140,13 @@ def _set_rng_state(state: dict[str, Any], fabric: Any) -> None:
 
 
 class _TrainLog:
-    """`train_log.csv`: one row per logging interval, columns fixed by the first row."""
+    """A CSV log (`train_log.csv`, `valid_log.csv`): one row per interval, columns fixed by the
+    first row; on resume the rows after the checkpoint's step are dropped (they are redone)."""
 
     def __init__(self, path: Path, resume_step: int | None) -> None:
         self.path = path
         self.columns: list[str] | None = None
         if resume_step is not None and path.is_file():
-            # Keep the rows up to the checkpoint; later ones are redone by the resumed run.
             with open(path, newline="") as handle:
                 rows = list(csv.reader(handle))
             if rows:
@@ -145,42 +176,10 @@ def _make_fabric(config: RunConfig) -> Any:
     train = config.train
     devices: Any = train.devices if train.devices != -1 else "auto"
     try:
-        return Fabric(
-            accelerator=train.accelerator,
-            devices=devices,
-            num_nodes=train.num_nodes,
-            strategy=train.strategy,
-            precision=train.precision,
-        )
+        return Fabric(accelerator=train.accelerator, devices=devices, num_nodes=train.num_nodes,
+                      strategy=train.strategy, precision=train.precision)
     except (ValueError, RuntimeError, TypeError) as error:
         raise VaelabError(f"cannot set up the device with the train.* settings: {error}") from error
-
-
-class _SyncedOptimizer:
-    """Wraps the objective's own optimiser: averages its gradients over DDP ranks before a step.
-
-    The objective's parameters (a discriminator) are not wrapped in DDP, because the objective
-    is called directly rather than through a DDP forward.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, fabric: Any, params: list[nn.Parameter]):
-        self.optimizer, self.fabric, self.params = optimizer, fabric, params
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        if self.fabric.world_size > 1:
-            for p in self.params:
-                if p.grad is not None:
-                    p.grad.copy_(self.fabric.all_reduce(p.grad, reduce_op="mean"))
-        self.optimizer.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
@@ -197,46 +196,118 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def fit(
-    config: RunConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    callbacks: Sequence[Callback] = (),
-    dataset: Any = None,
-) -> dict[str, Any]:
-    """Trains `config` into `run_dir` and returns the run summary.
+# ----------------------------------------------------------------------------------------------
+# Validation
 
-    Args:
-        config: the resolved run config.
-        run_dir: the run directory; it must not hold another run unless `resume`.
-        resume: continue the run in `run_dir` from `checkpoints/last.ckpt`.
-        callbacks: extra `Callback`s (the training GIF is added when `train.gif_every` > 0).
-        dataset: an already loaded dataset to use instead of loading `config.data`.
 
-    Returns:
-        The summary written to `summary.json`, plus `global_rank` (the caller's DDP rank).
+@dataclass
+class _Validation:
+    """The validation set and its batches, and the early-stopping / best-checkpoint record."""
 
-    Raises:
-        FileExistsError: `run_dir` holds a run and `resume` is False.
-        TrainingDiverged: a term became NaN/inf (the last good checkpoint stays).
+    dataset: Any
+    index: torch.Tensor  # (M,) items of `dataset` to validate on
+    batch_size: int
+    max_batches: int
+    seed: int
+    stopping: EarlyStopping
+    log: _TrainLog | None = None  # set once the resumed step is known
+
+    def batches(self) -> list[torch.Tensor]:
+        chunks = list(self.index.split(self.batch_size))
+        return chunks[: self.max_batches] if self.max_batches else chunks
+
+
+def evaluate_terms(objective: nn.Module, model: nn.Module, dataset: Any,
+                   batches: Sequence[torch.Tensor], step: torch.Tensor, fabric: Any = None,
+                   seed: int = 0) -> dict[str, float]:
+    """Every term of `objective` on `batches` of `dataset`, averaged over items, in eval mode.
+
+    Runs without gradients under a forked, seeded RNG, so it neither changes the training's
+    random stream nor depends on it (objectives that draw, like FactorVAE's permutation, draw
+    the same numbers every pass). Schedules are at their final values (eval mode).
     """
-    from vaelab.data.loading import load_dataset_component
-    from vaelab.factory import (
-        build_model,
-        build_objective,
-        resolve_model_component,
-        resolve_objective_component,
-    )
-    from vaelab.perf import tune_allocator
+    device = dataset.device
+    was_training = (model.training, objective.training)
+    model.eval()
+    objective.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    autocast = fabric.autocast() if fabric is not None else torch.autocast("cpu", enabled=False)
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                torch.no_grad(), autocast:
+            torch.manual_seed(seed)
+            for index in batches:
+                terms = objective.compute(model, dataset.batch_of(index), step)
+                values = torch.stack([v.float() for v in terms.values()]).cpu().tolist()
+                for key, value in zip(terms, values):
+                    sums[key] = sums.get(key, 0.0) + value * len(index)
+                count += len(index)
+    finally:
+        model.train(was_training[0])
+        objective.train(was_training[1])
+    return {key: value / max(count, 1) for key, value in sums.items()}
 
-    run_dir = Path(run_dir)
+
+def _validation_sets(config: RunConfig, dataset: Any, device: torch.device
+                     ) -> tuple[torch.Tensor | None, _Validation | None]:
+    """(training subset or None, validation) from `train.valid_*`."""
+    from vaelab.config import Component
+    from vaelab.data.loading import load_dataset_component
+
     train = config.train
-    if train.threads:
-        torch.set_num_threads(train.threads)
-    fabric = _make_fabric(config)
-    fabric.launch()
-    # Rank 0 checks (and creates) the run directory; every rank raises the same error.
+    subset = None
+    if train.valid_holdout:
+        order = np.random.default_rng(config.seed).permutation(len(dataset))
+        n_valid = max(1, round(train.valid_holdout * len(dataset)))
+        held, kept = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+        subset = torch.as_tensor(kept, device=device)
+    if not train.valid_every:
+        return subset, None
+    if train.valid_holdout:
+        valid_data, valid_index = dataset, torch.as_tensor(held, device=device)
+    else:
+        import dataclasses
+
+        valid_config = dataclasses.replace(config.data.config, split="valid")
+        valid_data = load_dataset_component(Component(config.data.name, valid_config)).to(device)
+        valid_index = torch.arange(len(valid_data), device=device)
+    validation = _Validation(
+        dataset=valid_data, index=valid_index, batch_size=train.batch_size,
+        max_batches=train.valid_batches, seed=config.seed,
+        stopping=EarlyStopping(train.early_stopping, train.early_stopping_delta),
+    )
+    return subset, validation
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Setup
+
+
+@dataclass
+class _Training:
+    """Everything the loop and the finish need."""
+
+    config: RunConfig
+    run_dir: Path
+    resume: bool
+    fabric: Any
+    dataset: Any
+    model: nn.Module  # the raw model (checkpoints, callbacks, validation)
+    fmodel: nn.Module  # the Fabric-wrapped (and maybe compiled) model that trains
+    objective: nn.Module
+    updater: Updater
+    batches: Any  # vaelab.data.batches.BatchSource
+    n_train: int
+    steps: int
+    validation: _Validation | None
+    callbacks: list[Callback]
+    ctx: TrainContext
+    state: dict[str, Any] = field(default_factory=dict)  # step, sums, count, stopped_early
+
+
+def _prepare_on_rank_zero(fabric: Any, run_dir: Path, resume: bool) -> None:
+    """Rank 0 checks (and creates) the run directory; every rank raises the same error."""
     problem = None
     if fabric.is_global_zero:
         try:
@@ -246,210 +317,221 @@ def fit(
     problem = fabric.broadcast(problem) if fabric.world_size > 1 else problem
     if problem is not None:
         raise problem[0](problem[1])
-    if fabric.device.type == "cpu":
-        tune_allocator()
-    fabric.seed_everything(config.seed + fabric.global_rank, verbose=False)
 
-    if dataset is None:
-        dataset = load_dataset_component(config.data)
-    dataset.to(fabric.device)
-    n_data = len(dataset)
-    if n_data < train.batch_size * fabric.world_size:
-        raise VaelabError(
-            f"the dataset has {n_data} images, fewer than one batch "
-            f"(train.batch_size={train.batch_size} x {fabric.world_size} devices)"
-        )
+
+def _build(config: RunConfig, dataset: Any) -> tuple[RunConfig, nn.Module, nn.Module]:
+    """The model and objective of `config` for `dataset`, and the config completed with both."""
+    from vaelab.factory import (
+        build_model,
+        build_objective,
+        resolve_model_component,
+        resolve_objective_component,
+    )
+
     model_component = resolve_model_component(config.model, dataset.image_shape)
     model = build_model(model_component)
-    config = RunConfig(
-        name=config.name, seed=config.seed, model=model_component,
-        objective=resolve_objective_component(config.objective, model.latent_dim),
-        data=config.data, train=train,
-    )
+    config = RunConfig(name=config.name, seed=config.seed, model=model_component,
+                       objective=resolve_objective_component(config.objective, model),
+                       data=config.data, train=config.train)
     if tuple(model.image_shape) != tuple(dataset.image_shape):
         raise VaelabError(
             f"model {model_component.name!r} takes images of shape {tuple(model.image_shape)} but "
             f"dataset {config.data.name!r} has {tuple(dataset.image_shape)}"
         )
-    objective = build_objective(config.objective)
-    if getattr(objective, "needs_dataset_size", False):
-        objective.set_dataset_size(n_data)
+    return config, model, build_objective(config.objective)
+
+
+def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
+           callbacks: Sequence[Callback]) -> _Training:
+    from vaelab.data.loading import load_dataset_component
+    from vaelab.perf import tune_allocator
+
+    train = config.train
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    fabric = _make_fabric(config)
+    fabric.launch()
+    _prepare_on_rank_zero(fabric, run_dir, resume)
+    if fabric.device.type == "cpu":
+        tune_allocator()
+    fabric.seed_everything(config.seed + fabric.global_rank, verbose=False)
+
+    dataset = load_dataset_component(config.data) if dataset is None else dataset
+    dataset.to(fabric.device)
+    subset, validation = _validation_sets(config, dataset, fabric.device)
+    n_train = len(dataset) if subset is None else len(subset)
+    if n_train < train.batch_size * fabric.world_size:
+        raise VaelabError(
+            f"the dataset has {n_train} training images, fewer than one batch "
+            f"(train.batch_size={train.batch_size} x {fabric.world_size} devices)"
+        )
+    config, model, objective = _build(config, dataset)
+    if objective.needs_dataset_size:
+        objective.set_dataset_size(n_train)
     memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas)
-    raw_model = model
     fmodel, optimizer = fabric.setup(model, optimizer)
     if train.compile:
         fmodel = torch.compile(fmodel)
     objective = objective.to(fabric.device)
-    aux_optimizer = objective.configure_optimizer()
-    if aux_optimizer is not None:
-        if train.precision.startswith("16"):
-            # fabric.backward scales every gradient with the GradScaler, but the objective's own
-            # optimiser is stepped outside Fabric, so its gradients would stay scaled.
-            raise VaelabError(
-                f"objective {config.objective.name!r} trains its own parameters, which "
-                f"train.precision={train.precision!r} does not support; use '32-true' or "
-                "'bf16-mixed'"
-            )
-        aux_optimizer = _SyncedOptimizer(aux_optimizer, fabric, list(objective.parameters()))
+    updater = Updater(fmodel, optimizer, objective, fabric, name=config.objective.name)
 
-    steps = total_steps(config, n_data, fabric.world_size)
     generator = torch.Generator(device=fabric.device)
     generator.manual_seed(config.seed)
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "sums": {}, "count": 0,
-                             "perm_state": generator.get_state()}
+    batches = dataset.batch_source(config.data.config, train.batch_size, generator,
+                                   fabric.global_rank, fabric.world_size, subset)
+    ctx = TrainContext(config=config, run_dir=run_dir, model=model, objective=objective,
+                       dataset=dataset, fabric=fabric)
+    t = _Training(
+        config=config, run_dir=run_dir, resume=resume, fabric=fabric, dataset=dataset,
+        model=model, fmodel=fmodel, objective=objective, updater=updater, batches=batches,
+        n_train=n_train, steps=total_steps(config, n_train, fabric.world_size),
+        validation=validation, callbacks=[*_default_callbacks(config), *callbacks], ctx=ctx,
+        state={"step": 0, "sums": {}, "count": 0, "stopped_early": False},
+    )
     if resume:
-        ckpt = load_checkpoint(checkpoint_path(run_dir), map_location=fabric.device)
-        raw_model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        objective.load_state_dict(ckpt["objective"])
-        objective.load_extra_state_dict(ckpt.get("objective_extra", {}))
-        if aux_optimizer is not None and ckpt.get("aux_optimizer"):
-            aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
-        state.update({k: ckpt[k] for k in ("step", "epoch", "position", "count")})
-        state["sums"] = {k: v.to(fabric.device) for k, v in ckpt["sums"].items()}
-        state["perm_state"] = ckpt["perm_state"]
-        _set_rng_state(ckpt["rng"][min(fabric.global_rank, len(ckpt["rng"]) - 1)], fabric)
+        _restore(t, load_checkpoint(checkpoint_path(run_dir), map_location=fabric.device))
+    if validation is not None:
+        validation.log = _TrainLog(run_dir / "valid_log.csv", t.state["step"] if resume else None)
     if fabric.is_global_zero:
         atomic_write_text(run_dir / "config.json", config.to_json() + "\n")
+    return t
 
-    ctx = TrainContext(config=config, run_dir=run_dir, model=raw_model, objective=objective,
-                       dataset=dataset, fabric=fabric, step=state["step"])
-    callbacks = [*_default_callbacks(config), *callbacks]
-    log = _TrainLog(run_dir / "train_log.csv", state["step"] if resume else None)
-    writer = _tensorboard(run_dir) if fabric.is_global_zero else None
-    bar = _progress(config, steps, state["step"], fabric.is_global_zero)
 
-    def checkpoint(step: int, periodic: bool) -> None:
-        payload = {
-            "model": raw_model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "objective": objective.state_dict(),
-            "objective_extra": objective.extra_state_dict(),
-            "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer is not None else None,
-            "step": step,
-            "epoch": state["epoch"],
-            "position": state["position"],
-            "perm_state": state["perm_state"],
-            "sums": {k: v.detach().cpu() for k, v in state["sums"].items()},
-            "count": state["count"],
-            "rng": [_rng_state(fabric)],
-            "dataset_size": n_data,
-            "config": config.to_dict(),
-        }
-        if fabric.is_global_zero:
-            save_checkpoint(checkpoint_path(run_dir), payload)
-            if periodic:
-                save_checkpoint(checkpoint_path(run_dir, step), payload)
-                _prune_checkpoints(run_dir, train.keep_checkpoints)
-        for callback in callbacks:
-            callback.on_checkpoint(ctx, step)
+def _restore(t: _Training, ckpt: dict[str, Any]) -> None:
+    """Model, optimisers, objective, batch position, running sums and RNGs of a checkpoint."""
+    t.model.load_state_dict(ckpt["model"])
+    t.updater.load_state_dict(ckpt)
+    t.objective.load_state_dict(ckpt["objective"])
+    t.objective.load_extra_state_dict(ckpt.get("objective_extra", {}))
+    # Checkpoints before batch sources kept the epoch permutation's position at the top level.
+    batches = ckpt.get("batches") or {k: ckpt[k] for k in ("epoch", "position", "perm_state")}
+    t.batches.load_state_dict(batches)
+    t.state.update(step=ckpt["step"], count=ckpt["count"],
+                   sums={k: v.to(t.fabric.device) for k, v in ckpt["sums"].items()})
+    if t.validation is not None and ckpt.get("validation"):
+        t.validation.stopping.load_state_dict(ckpt["validation"])
+    t.ctx.step = t.state["step"]
+    _set_rng_state(ckpt["rng"][min(t.fabric.global_rank, len(ckpt["rng"]) - 1)], t.fabric)
 
+
+def _checkpoint(t: _Training, step: int, periodic: bool, path: Path | None = None) -> None:
+    state = t.state
+    payload = {
+        "model": t.model.state_dict(),
+        **t.updater.state_dict(),
+        "objective": t.objective.state_dict(),
+        "objective_extra": t.objective.extra_state_dict(),
+        "step": step,
+        "batches": t.batches.state_dict(),
+        "sums": {k: v.detach().cpu() for k, v in state["sums"].items()},
+        "count": state["count"],
+        "validation": t.validation.stopping.state_dict() if t.validation is not None else None,
+        "rng": [_rng_state(t.fabric)],
+        "dataset_size": t.n_train,
+        "config": t.config.to_dict(),
+    }
+    if t.fabric.is_global_zero:
+        save_checkpoint(path or checkpoint_path(t.run_dir), payload)
+        if periodic:
+            save_checkpoint(checkpoint_path(t.run_dir, step), payload)
+            _prune_checkpoints(t.run_dir, t.config.train.keep_checkpoints)
+    if path is None:
+        for callback in t.callbacks:
+            callback.on_checkpoint(t.ctx, step)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. The loop
+
+
+def _loop(t: _Training) -> dict[str, Any]:
+    """Trains to `t.steps`; returns the images seen, the loop time and the last log row."""
+    train, state, fabric = t.config.train, t.state, t.fabric
+    log = _TrainLog(t.run_dir / "train_log.csv", state["step"] if t.resume else None)
+    writer = _tensorboard(t.run_dir) if fabric.is_global_zero else None
+    bar = _progress(t.config, t.steps, state["step"], fabric.is_global_zero)
     stop = {"requested": False}
-
-    def request_stop(signum: int, frame: Any) -> None:
-        stop["requested"] = True
-
-    previous_handler = signal.signal(signal.SIGINT, request_stop) if _main_thread() else None
-    for callback in callbacks:
-        callback.on_train_start(ctx)
-
-    per_rank = train.batch_size
-    per_epoch = n_data // (per_rank * fabric.world_size)
+    previous_handler = (signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
+                        if _main_thread() else None)
+    for callback in t.callbacks:
+        callback.on_train_start(t.ctx)
     step_tensor = torch.full((), float(state["step"]), device=fabric.device)
-    images_seen, loop_time = 0, 0.0
-    last_row: dict[str, float] = {}
-    generator.set_state(state["perm_state"])
-    perm = torch.randperm(n_data, generator=generator, device=fabric.device)
-    fmodel.train()
+    progress = {"images": 0, "time": 0.0, "row": {}, "writer": writer, "bar": bar}
+    t.fmodel.train()
     t_interval = time.perf_counter()
     try:
-        while state["step"] < steps:
-            if state["position"] >= per_epoch:  # next epoch: a fresh permutation
-                state["epoch"] += 1
-                state["position"] = 0
-                state["perm_state"] = generator.get_state()
-                perm = torch.randperm(n_data, generator=generator, device=fabric.device)
-            start = (state["position"] * fabric.world_size + fabric.global_rank) * per_rank
-            x = dataset.batch(perm[start:start + per_rank])
-            if train.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
+        while state["step"] < t.steps and not state["stopped_early"]:
+            batch = t.dataset.batch_of(t.batches.next())
+            if train.channels_last and batch.x.dim() == 4:
+                batch.x = batch.x.contiguous(memory_format=torch.channels_last)
             step_tensor += 1
-            terms = objective.training_step(fabric, fmodel, x, step_tensor, optimizer, aux_optimizer)
+            terms = t.objective.update(t.updater, t.fmodel, batch, step_tensor)
             state["step"] += 1
-            state["position"] += 1
-            ctx.step = state["step"]
-            sums = state["sums"]
-            for key, value in terms.items():
-                if key in sums:
-                    sums[key].add_(value)
-                else:
-                    sums[key] = value.detach().clone()
-            state["count"] += 1
-            step = state["step"]
-            for callback in callbacks:
-                callback.on_step_end(ctx, step)
-            boundary = step % train.log_every == 0 or step == steps
+            step = t.ctx.step = state["step"]
+            _accumulate(state, terms)
+            for callback in t.callbacks:
+                callback.on_step_end(t.ctx, step)
+            boundary = step % train.log_every == 0 or step == t.steps
             ckpt_due = bool(train.checkpoint_every) and step % train.checkpoint_every == 0
+            valid_due = t.validation is not None and step % train.valid_every == 0
+            if not (boundary or ckpt_due or valid_due or stop["requested"]):
+                continue
+            elapsed = time.perf_counter() - t_interval
             if boundary or ckpt_due or stop["requested"]:
-                elapsed = time.perf_counter() - t_interval
-                row = _finish_interval(state, step, fabric, per_epoch, per_rank, elapsed)
-                loop_time += elapsed
-                images_seen += int(row.pop("_images"))
+                row = _finish_interval(t, step, elapsed)
+                progress["time"] += elapsed
+                progress["images"] += int(row.pop("_images"))
                 if boundary:
-                    last_row = row
-                    if fabric.is_global_zero:
-                        log.write(row)
-                        _tensorboard_row(writer, row)
-                        if bar is not None:
-                            bar.update(step - bar.n)
-                            bar.set_postfix(loss=f"{row['loss']:.2f}", refresh=False)
-                    for callback in callbacks:
-                        callback.on_log(ctx, step, row)
-                    state["sums"], state["count"] = {}, 0
-                if ckpt_due and step < steps:
-                    checkpoint(step, periodic=True)
-                if stop["requested"]:
-                    checkpoint(step, periodic=False)
-                    raise _StopRequested
-                t_interval = time.perf_counter()
+                    _write_row(t, log, progress, step, row)
+            if valid_due:
+                _validate(t, step, step_tensor, writer)
+            if ckpt_due and step < t.steps:
+                _checkpoint(t, step, periodic=True)
+            if stop["requested"]:
+                _checkpoint(t, step, periodic=False)
+                raise _StopRequested
+            t_interval = time.perf_counter()
     except _StopRequested:
         _close(bar, writer)
         raise KeyboardInterrupt(
-            f"stopped at step {state['step']}; resume with `vaelab train --resume {run_dir}`"
+            f"stopped at step {state['step']}; resume with `vaelab train --resume {t.run_dir}`"
         ) from None
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
-    checkpoint(state["step"], periodic=bool(train.checkpoint_every))
-    _close(bar, writer)
-    for callback in callbacks:
-        callback.on_train_end(ctx)
-    summary = {
-        "name": config.name,
-        "steps": state["step"],
-        "epochs": state["epoch"] + state["position"] / max(per_epoch, 1),
-        "images_seen": state["step"] * per_rank * fabric.world_size,
-        "wall_time_s": round(loop_time, 3),
-        "images_per_s": round(images_seen / loop_time, 1) if loop_time > 0 else None,
-        "device": str(fabric.device),
-        "world_size": fabric.world_size,
-        "precision": train.precision,
-        "dataset": config.data.name,
-        "dataset_size": n_data,
-        "resumed": resume,
-        "log_every": train.log_every,
-        "final": {k: v for k, v in last_row.items() if k not in ("step", "epoch")},
-    }
-    if fabric.is_global_zero:
-        atomic_write_json(run_dir / "summary.json", summary)
-    fabric.barrier()  # other ranks return only once rank 0 has written everything
-    return {**summary, "global_rank": fabric.global_rank}
+    return progress
 
 
-def _finish_interval(state, step, fabric, per_epoch, per_rank, elapsed) -> dict[str, float]:
+def _accumulate(state: dict[str, Any], terms: dict[str, torch.Tensor]) -> None:
+    sums = state["sums"]
+    for key, value in terms.items():
+        if key in sums:
+            sums[key].add_(value)
+        else:
+            sums[key] = value.detach().clone()
+    state["count"] += 1
+
+
+def _write_row(t: _Training, log: _TrainLog, progress: dict[str, Any], step: int,
+               row: dict[str, float]) -> None:
+    progress["row"] = row
+    if t.fabric.is_global_zero:
+        log.write(row)
+        _tensorboard_row(progress["writer"], row, "train")
+        bar = progress["bar"]
+        if bar is not None:
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{row['loss']:.2f}", refresh=False)
+    for callback in t.callbacks:
+        callback.on_log(t.ctx, step, row)
+    t.state["sums"], t.state["count"] = {}, 0
+
+
+def _finish_interval(t: _Training, step: int, elapsed: float) -> dict[str, float]:
     """Reads the running sums (one host sync), checks them, and returns the log row."""
+    state, fabric = t.state, t.fabric
     count = max(state["count"], 1)
     keys = list(state["sums"])
     values = torch.stack([state["sums"][k].float() for k in keys]).cpu() / count
@@ -464,12 +546,105 @@ def _finish_interval(state, step, fabric, per_epoch, per_rank, elapsed) -> dict[
             "good checkpoint is checkpoints/last.ckpt. Lower train.lr, check the data, or try "
             "another likelihood"
         )
-    n_images = state["count"] * per_rank * fabric.world_size
-    row = {"step": float(step), "epoch": state["epoch"] + state["position"] / max(per_epoch, 1),
+    n_images = state["count"] * t.config.train.batch_size * fabric.world_size
+    row = {"step": float(step), "epoch": t.batches.epochs,
            "images_per_s": n_images / elapsed if elapsed > 0 else float("nan")}
     row.update({k: float(v) for k, v in zip(keys, values.tolist())})
     row["_images"] = float(n_images)
     return row
+
+
+def _validate(t: _Training, step: int, step_tensor: torch.Tensor, writer: Any) -> None:
+    """One validation pass: `valid/*` terms logged, best checkpoint, early stopping."""
+    validation = t.validation
+    assert validation is not None
+    terms = evaluate_terms(t.objective, t.model, validation.dataset, validation.batches(),
+                           step_tensor, t.fabric, validation.seed)
+    bad = [k for k, v in terms.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingDiverged(f"validation term {bad[0]!r} is {terms[bad[0]]} at step {step}; "
+                               "the last good checkpoint is checkpoints/last.ckpt")
+    improved, stop = validation.stopping.update(terms["loss"])
+    row = {"step": float(step), **{f"valid/{k}": v for k, v in terms.items()}}
+    if t.fabric.is_global_zero:
+        validation.log.write(row)
+        _tensorboard_row(writer, row, None)
+    if improved and t.config.train.keep_best:
+        _checkpoint(t, step, periodic=False, path=checkpoint_path(t.run_dir).with_name(BEST))
+    for callback in t.callbacks:
+        callback.on_validation(t.ctx, step, row)
+    t.state["stopped_early"] = stop
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Finish
+
+
+def fit(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+    dataset: Any = None,
+) -> Run:
+    """Trains `config` into `run_dir` and returns the trained run, in memory.
+
+    Args:
+        config: the resolved run config.
+        run_dir: the run directory; it must not hold another run unless `resume`.
+        resume: continue the run in `run_dir` from `checkpoints/last.ckpt`.
+        callbacks: extra `Callback`s (the training GIF is added when `train.gif_every` > 0).
+        dataset: an already loaded dataset to use instead of loading `config.data`.
+
+    Returns:
+        The `Run`: the trained model and objective in eval mode on the training device, the
+        dataset, the log, `summary` (as written to `summary.json`) and `global_rank`.
+
+    Raises:
+        FileExistsError: `run_dir` holds a run and `resume` is False.
+        TrainingDiverged: a term became NaN/inf (the last good checkpoint stays).
+    """
+    t = _setup(config, Path(run_dir), resume, dataset, callbacks)
+    progress = _loop(t)
+    return _finish(t, progress)
+
+
+def _finish(t: _Training, progress: dict[str, Any]) -> Run:
+    state, fabric, train = t.state, t.fabric, t.config.train
+    _checkpoint(t, state["step"], periodic=bool(train.checkpoint_every))
+    _close(progress["bar"], progress["writer"])
+    for callback in t.callbacks:
+        callback.on_train_end(t.ctx)
+    loop_time = progress["time"]
+    summary = {
+        "name": t.config.name,
+        "steps": state["step"],
+        "epochs": t.batches.epochs,
+        "images_seen": state["step"] * train.batch_size * fabric.world_size,
+        "wall_time_s": round(loop_time, 3),
+        "images_per_s": round(progress["images"] / loop_time, 1) if loop_time > 0 else None,
+        "device": str(fabric.device),
+        "world_size": fabric.world_size,
+        "precision": train.precision,
+        "dataset": t.config.data.name,
+        "dataset_size": t.n_train,
+        "resumed": t.resume,
+        "log_every": train.log_every,
+        "final": {k: v for k, v in progress["row"].items() if k not in ("step", "epoch")},
+    }
+    if t.validation is not None:
+        summary["validation"] = {"best_loss": t.validation.stopping.best,
+                                 "stopped_early": state["stopped_early"]}
+    if fabric.is_global_zero:
+        atomic_write_json(t.run_dir / "summary.json", summary)
+    fabric.barrier()  # other ranks return only once rank 0 has written everything
+    # The layout a reloaded run has, so pictures and metrics match `load_run` exactly.
+    model = t.model.to(memory_format=torch.contiguous_format).eval()
+    return Run(dir=t.run_dir, config=t.config, model=model, objective=t.objective.eval(),
+               log=read_train_log(t.run_dir / "train_log.csv"), summary=summary,
+               metrics=read_json(t.run_dir / "metrics.json"), step=state["step"],
+               device=fabric.device, global_rank=fabric.global_rank, _dataset=t.dataset)
 
 
 def _default_callbacks(config: RunConfig) -> list[Callback]:
@@ -503,13 +678,13 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(log_dir=str(run_dir / "tb"))
 
 
-def _tensorboard_row(writer: Any, row: dict[str, float]) -> None:
+def _tensorboard_row(writer: Any, row: dict[str, float], prefix: str | None) -> None:
     if writer is None:
         return
     step = int(row["step"])
     for key, value in row.items():
         if key != "step":
-            writer.add_scalar(f"train/{key}", value, step)
+            writer.add_scalar(f"{prefix}/{key}" if prefix else key, value, step)
 
 
 def _progress(config: RunConfig, steps: int, start: int, is_zero: bool) -> Any:

@@ -1,16 +1,40 @@
-"""Build models and objectives by registered name."""
+"""Build run configs, models and objectives by registered name, and check that they fit together.
+
+This is the top of the import graph for configs: it imports the model, objective and dataset
+packages (which fill the registries), so `vaelab.config` stays free of them.
+
+Compatibility: a model declares the type of its forward output (`Model.output_type`), an objective
+the output types it scores (`Objective.accepts`). `check_compatible` refuses any other pair,
+naming what would work, when a run config is built, so an incompatible run stops before anything
+is loaded or trained.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-from vaelab.config import Component, from_dict
-from vaelab.registry import MODELS, OBJECTIVES
+import vaelab.data  # noqa: F401  (fills DATASETS)
+import vaelab.models  # noqa: F401  (fills MODELS)
+import vaelab.objectives  # noqa: F401  (fills OBJECTIVES)
+from vaelab.config import Component, ConfigError, RunConfig, TrainConfig, _coerce, from_dict
+from vaelab.registry import DATASETS, MODELS, OBJECTIVES
 
-__all__ = ["build_model", "build_objective", "create_model", "create_objective"]
+__all__ = [
+    "build_model",
+    "build_objective",
+    "check_compatible",
+    "compatible_models",
+    "compatible_objectives",
+    "create_model",
+    "create_objective",
+    "resolve_model_component",
+    "resolve_objective_component",
+    "run_config_from_dict",
+]
 
 
 def create_model(name: str, **options: Any) -> nn.Module:
@@ -25,6 +49,93 @@ def create_objective(name: str, **options: Any) -> nn.Module:
     return cls(from_dict(cls.config_class, options, prefix="objective."))
 
 
+# ----------------------------------------------------------------------------------------------
+# Compatibility
+
+
+def compatible_objectives(model: str) -> list[str]:
+    """Names of the objectives that accept the output of model `model`."""
+    output = MODELS.get(model).output_type
+    return [name for name in OBJECTIVES.names() if output in OBJECTIVES.get(name).accepts]
+
+
+def compatible_models(objective: str) -> list[str]:
+    """Names of the models whose output objective `objective` accepts."""
+    accepts = OBJECTIVES.get(objective).accepts
+    return [name for name in MODELS.names() if MODELS.get(name).output_type in accepts]
+
+
+def check_compatible(model: str, objective: str) -> None:
+    """Raises ConfigError when objective `objective` cannot score model `model`'s output.
+
+    The message names the output type, what the objective takes, and the compatible choices on
+    both sides.
+    """
+    output = MODELS.get(model).output_type
+    accepts = OBJECTIVES.get(objective).accepts
+    if output in accepts:
+        return
+    objectives = ", ".join(compatible_objectives(model)) or "(none)"
+    models = ", ".join(compatible_models(objective)) or "(none)"
+    taken = ", ".join(t.__name__ for t in accepts) or "nothing"
+    raise ConfigError(
+        f"objective {objective!r} cannot train model {model!r}: the model's forward gives "
+        f"{output.__name__}, and {objective!r} takes {taken}. Objectives for {model!r}: "
+        f"{objectives}; models for {objective!r}: {models}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Run configs
+
+
+def _component(section: str, data: Any, registry: Any) -> Component:
+    if isinstance(data, Component):
+        return data
+    if not isinstance(data, Mapping) or "name" not in data:
+        raise ConfigError(f"{section}: expected a table with a 'name' key, got {data!r}")
+    name = data["name"]
+    try:
+        target = registry.get(name)
+    except KeyError as error:
+        raise ConfigError(f"{section}.name: {error.args[0]}") from None
+    rest = {k: v for k, v in data.items() if k != "name"}
+    return Component(name, from_dict(target.config_class, rest, prefix=f"{section}."))
+
+
+def run_config_from_dict(data: Mapping[str, Any]) -> RunConfig:
+    """Builds a `RunConfig` from its dict form (as in `config.json` or a preset).
+
+    Raises:
+        ConfigError: an unknown key or name, a wrong type or value, an incompatible model and
+            objective, or batches the dataset cannot draw (each message names the key).
+    """
+    known = {"name", "seed", "model", "objective", "data", "train"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+    config = RunConfig(
+        name=_coerce(data.get("name", ""), str, "name"),
+        seed=_coerce(data.get("seed", 1234), int, "seed"),
+        model=_component("model", data.get("model", {"name": "burgess"}), MODELS),
+        objective=_component("objective", data.get("objective", {"name": "vae"}), OBJECTIVES),
+        data=_component("data", data.get("data", {"name": "dsprites"}), DATASETS),
+        train=from_dict(TrainConfig, data.get("train", {}), prefix="train."),
+    )
+    check_compatible(config.model.name, config.objective.name)
+    modes = DATASETS.get(config.data.name).batch_modes
+    if config.data.config.batches not in modes:
+        raise ConfigError(
+            f"data.batches: dataset {config.data.name!r} draws "
+            f"{' or '.join(repr(m) for m in modes)} batches, not {config.data.config.batches!r}"
+        )
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Resolution against the data and the model
+
+
 def resolve_model_component(model: Component, image_shape: tuple[int, int, int]) -> Component:
     """Fills `channels` / `image_size` left at 0 ("from the data") with the dataset's shape."""
     config = model.config
@@ -34,7 +145,10 @@ def resolve_model_component(model: Component, image_shape: tuple[int, int, int])
         updates["channels"] = image_shape[0]
     if "image_size" in names and config.image_size == 0:
         if image_shape[1] != image_shape[2]:
-            raise ValueError(f"model {model.name!r} needs square images, data is {image_shape}")
+            raise ConfigError(
+                f"model {model.name!r} needs square images, and the data's are "
+                f"{image_shape[1]}x{image_shape[2]}; resize the data or use the 'conv' model"
+            )
         updates["image_size"] = image_shape[1]
     if "image_height" in names and config.image_height == 0:
         updates["image_height"] = image_shape[1]
@@ -45,7 +159,9 @@ def resolve_model_component(model: Component, image_shape: tuple[int, int, int])
     try:
         return Component(model.name, dataclasses.replace(config, **updates))
     except ValueError as error:
-        raise ValueError(f"model {model.name!r} cannot take images of shape {image_shape}: {error}")
+        raise ConfigError(
+            f"model {model.name!r} cannot take images of shape {image_shape}: {error}"
+        ) from None
 
 
 def build_model(model: Component) -> nn.Module:
@@ -56,10 +172,7 @@ def build_objective(objective: Component) -> nn.Module:
     return OBJECTIVES.get(objective.name)(objective.config)
 
 
-def resolve_objective_component(objective: Component, latent_dim: int) -> Component:
-    """Sets an objective's `latent_dim` (e.g. FactorVAE's discriminator input) to the model's."""
-    config = objective.config
-    if any(f.name == "latent_dim" for f in dataclasses.fields(config)):
-        if config.latent_dim != latent_dim:
-            return Component(objective.name, dataclasses.replace(config, latent_dim=latent_dim))
-    return objective
+def resolve_objective_component(objective: Component, model: nn.Module) -> Component:
+    """The objective's config completed from the built model (`Objective.resolve_config`)."""
+    config = OBJECTIVES.get(objective.name).resolve_config(objective.config, model)
+    return objective if config is objective.config else Component(objective.name, config)

@@ -335,7 +335,7 @@ def run_config_dict_to_ini(d: dict[str, Any]) -> str:
         ConfigError: the model is not `conv`, the objective is not `vae` or `beta_vae`, or the
             dataset has no seed name (the seed format cannot describe them).
     """
-    from vaelab.config import run_config_from_dict
+    from vaelab.factory import run_config_from_dict
     from vaelab.registry import OBJECTIVES
 
     model = dict(d.get("model", {}))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaelab.config import RunConfig, run_config_from_dict
+from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "checkpoint_path",
     "load_checkpoint",
     "load_run",
+    "read_json",
     "read_train_log",
     "save_checkpoint",
 ]
@@ -131,7 +132,20 @@ def read_train_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return columns
 
 
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's JSON file ({} when missing); a corrupt one raises a VaelabError naming it."""
+    file = Path(path)
+    if not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise VaelabError(f"{file} is not valid JSON ({error}); move it aside") from error
+
+
 def read_config(run_dir: str | os.PathLike) -> RunConfig:
+    from vaelab.factory import run_config_from_dict  # the registries sit above run files
+
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(
@@ -169,6 +183,7 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     step: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    global_rank: int = 0
     _dataset: Any = None
 
     def dataset(self, **overrides: Any):
@@ -190,7 +205,7 @@ class Run:
         keys = sorted((k for k in self.log if k.startswith("kl_") and k[3:].isdigit()),
                       key=lambda k: int(k[3:]))
         if not keys:
-            return np.zeros(getattr(self.model, "latent_dim", 0))
+            return np.zeros(self.model.traversal_dim)
         tail = max(1, len(self.log[keys[0]]) // 10)
         return np.array([np.nanmean(self.log[k][-tail:]) for k in keys])
 
@@ -228,19 +243,10 @@ def load_run(
         objective.load_state_dict(state["objective"], strict=True)
     if state.get("objective_extra"):
         objective.load_extra_state_dict(state["objective_extra"])
-    if state.get("dataset_size") and getattr(objective, "needs_dataset_size", False):
+    if state.get("dataset_size") and objective.needs_dataset_size:
         objective.set_dataset_size(state["dataset_size"])
     model.to(device).eval()
     objective.to(device).eval()
-
-    def read_json(name: str) -> dict[str, Any]:
-        file = run_dir / name
-        if not file.is_file():
-            return {}
-        try:
-            return json.loads(file.read_text())
-        except json.JSONDecodeError as error:
-            raise VaelabError(f"{file} is not valid JSON ({error}); move it aside") from error
 
     return Run(
         dir=run_dir,
@@ -248,8 +254,8 @@ def load_run(
         model=model,
         objective=objective,
         log=read_train_log(run_dir / "train_log.csv"),
-        summary=read_json("summary.json"),
-        metrics=read_json("metrics.json"),
+        summary=read_json(run_dir / "summary.json"),
+        metrics=read_json(run_dir / "metrics.json"),
         step=int(state.get("step", 0)),
         device=torch.device(device),
     )

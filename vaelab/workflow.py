@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from vaelab.config import RunConfig, apply_overrides, run_config_from_dict
+from vaelab.config import RunConfig, apply_overrides
 from vaelab.errors import VaelabError
+from vaelab.factory import run_config_from_dict
 
 __all__ = ["build_run_config", "train"]
 
@@ -104,7 +105,7 @@ def train(
         verbose: print where the results are and a short summary.
     """
     from vaelab.engine import fit
-    from vaelab.runs import load_run, read_config
+    from vaelab.runs import read_config
 
     if resume is not None:
         run_dir = Path(resume)
@@ -119,11 +120,10 @@ def train(
         else:
             run_config = build_run_config(preset, overrides, config, name, variation)
         run_dir = Path(out) / run_config.name
-    summary = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
-    if summary.get("global_rank", 0) != 0:
+    run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
+    if run.global_rank != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
-    # Pictures and metrics encode on the device the run trained on.
-    run = load_run(run_dir, device=summary.get("device", "cpu"))
+    summary = run.summary
     if pictures:
         from vaelab.viz.summary import write_training_pictures
 

@@ -7,9 +7,11 @@ import dataclasses
 import pytest
 import torch
 
+from vaelab.data.base import Batch
 from vaelab.factory import create_objective
 from vaelab.models.vae import VAE, BurgessConfig
 from vaelab.objectives.base import Objective
+from vaelab.optim import Updater
 from vaelab.registry import OBJECTIVES
 
 DISVAE_OBJECTIVES = ["vae", "beta_vae", "annealed_vae", "factor_vae", "beta_tcvae"]
@@ -40,7 +42,7 @@ def test_registered_with_a_default_config(name):
 @pytest.mark.parametrize("name", DISVAE_OBJECTIVES)
 def test_forward_backward_gives_finite_loss_and_gradients(name):
     model, objective, x = _build(name)
-    terms = objective.compute(model, x, torch.tensor(1))
+    terms = objective.compute(model, Batch(x), torch.tensor(1))
     assert {"loss", "recon", "kl"} | {f"kl_{j}" for j in range(LATENT_DIM)} <= set(terms)
     assert all(v.dim() == 0 and torch.isfinite(v) for v in terms.values())
     terms["loss"].backward()
@@ -56,13 +58,10 @@ def test_training_steps_with_lightning_fabric(name):
     fabric = fabric_module.Fabric(accelerator="cpu", devices=1)
     model, objective, x = _build(name)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    aux_optimizer = objective.configure_optimizer()
     model, optimizer = fabric.setup(model, optimizer)
-    if aux_optimizer is not None:
-        objective, aux_optimizer = fabric.setup(objective, aux_optimizer)
+    updater = Updater(model, optimizer, objective, fabric)
     before = [p.detach().clone() for p in model.parameters()]
     for step in (1, 2):
-        terms = objective.training_step(fabric, model, x, torch.tensor(step), optimizer,
-                                        aux_optimizer)
+        terms = objective.update(updater, model, Batch(x), torch.tensor(step))
         assert all(not v.requires_grad and torch.isfinite(v) for v in terms.values())
     assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

@@ -7,16 +7,12 @@ import math
 import pytest
 import torch
 
+from vaelab.data.base import Batch
+from vaelab.errors import VaelabError
 from vaelab.factory import create_objective
 from vaelab.models.vae import VAE, BurgessConfig
 from vaelab.objectives.factor import Discriminator, FactorVAEConfig, permute_dims
-
-
-class _Backward:
-    """The slice of Lightning Fabric that training_step uses (the real one: test_common.py)."""
-
-    def backward(self, tensor, *args, **kwargs):
-        tensor.backward(*args, **kwargs)
+from vaelab.optim import Updater
 
 
 def _setup(leak=False, d=4, b=8, seed=0):
@@ -67,7 +63,7 @@ def test_discriminator_is_in_the_objectives_state_dict_and_optimiser():
 
 def test_terms_on_the_two_halves():
     model, objective, x = _setup(b=9)  # odd: the last image is dropped
-    terms = objective.compute(model, x, torch.tensor(1))
+    terms = objective.compute(model, Batch(x), torch.tensor(1))
     assert {"loss", "recon", "kl", "kl_0", "kl_3", "tc", "disc_loss", "disc_acc"} <= set(terms)
     assert all(v.dim() == 0 and torch.isfinite(v) for v in terms.values())
     loss = terms["recon"] + terms["kl"] + 6.0 * terms["tc"]
@@ -78,14 +74,14 @@ def test_terms_on_the_two_halves():
 def test_tc_warmup_and_eval():
     model, objective, x = _setup()
     objective = create_objective("factor_vae", latent_dim=4, hidden_dim=32, warmup_steps=4)
-    terms = objective.compute(model, x, torch.tensor(1))
+    terms = objective.compute(model, Batch(x), torch.tensor(1))
     loss = terms["recon"] + terms["kl"] + 0.25 * 6.0 * terms["tc"]
     assert terms["warmup"].item() == pytest.approx(0.25)
     assert terms["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
     objective.eval()
     model.eval()
     with torch.no_grad():
-        terms = objective.compute(model, x, torch.tensor(1))  # evaluation: no updates, weight 1
+        terms = objective.compute(model, Batch(x), torch.tensor(1))  # evaluation: no updates, weight 1
     loss = terms["recon"] + terms["kl"] + 6.0 * terms["tc"]
     assert terms["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
 
@@ -99,7 +95,7 @@ def _encoder_grads(loss, model):
 @pytest.mark.parametrize("leak", [False, True])
 def test_discriminator_loss_reaches_the_encoder_only_with_the_leak(leak):
     model, objective, x = _setup(leak=leak)
-    terms = objective.compute(model, x, torch.tensor(1))
+    terms = objective.compute(model, Batch(x), torch.tensor(1))
     assert bool(_encoder_grads(terms["disc_loss"], model)) is leak
 
 
@@ -110,11 +106,11 @@ def test_training_step_routes_each_gradient_to_its_own_parameters(leak):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     aux_optimizer = torch.optim.SGD(objective.discriminator.parameters(), lr=0.0)
     torch.manual_seed(1)
-    terms = objective.training_step(_Backward(), model, x, torch.tensor(1), optimizer,
-                                    aux_optimizer)
+    updater = Updater(model, optimizer, objective, own_optimizer=aux_optimizer)
+    terms = objective.update(updater, model, Batch(x), torch.tensor(1))
     assert all(not v.requires_grad for v in terms.values())
     torch.manual_seed(1)  # same reparameterisation noise and permutation
-    again = objective.compute(model, x, torch.tensor(1))
+    again = objective.compute(model, Batch(x), torch.tensor(1))
     model_params = list(model.parameters())
     disc_params = list(objective.discriminator.parameters())
     model_loss = again["loss"] + again["disc_loss"] if leak else again["loss"]
@@ -133,7 +129,8 @@ def test_training_step_updates_both_networks():
     aux_optimizer = objective.configure_optimizer()
     before_model = [p.detach().clone() for p in model.parameters()]
     before_disc = [p.detach().clone() for p in objective.discriminator.parameters()]
-    objective.training_step(_Backward(), model, x, torch.tensor(1), optimizer, aux_optimizer)
+    updater = Updater(model, optimizer, objective, own_optimizer=aux_optimizer)
+    objective.update(updater, model, Batch(x), torch.tensor(1))
     assert all(not torch.equal(a, p) for a, p in zip(before_model, model.parameters()))
     assert all(not torch.equal(a, p)
                for a, p in zip(before_disc, objective.discriminator.parameters()))
@@ -142,13 +139,14 @@ def test_training_step_updates_both_networks():
 def test_errors():
     model, objective, x = _setup()
     with pytest.raises(ValueError, match=">= 2 images"):
-        objective.compute(model, x[:1], torch.tensor(1))
+        objective.compute(model, Batch(x[:1]), torch.tensor(1))
     wrong = create_objective("factor_vae", latent_dim=6, hidden_dim=32)
     with pytest.raises(ValueError, match="latent_dim=4"):
-        wrong.compute(model, x, torch.tensor(1))
-    with pytest.raises(ValueError, match="discriminator optimiser"):
-        objective.training_step(_Backward(), model, x, torch.tensor(1),
-                                torch.optim.SGD(model.parameters(), lr=0.1), None)
+        wrong.compute(model, Batch(x), torch.tensor(1))
+    updater = Updater(model, torch.optim.SGD(model.parameters(), lr=0.1), objective)
+    updater.own_optimizer = None
+    with pytest.raises(VaelabError, match="no optimiser of its own"):
+        objective.update(updater, model, Batch(x), torch.tensor(1))
 
 
 @pytest.mark.parametrize(("options", "match"), [

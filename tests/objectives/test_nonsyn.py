@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vaelab.config import ConfigError, TrainConfig, from_dict
+from vaelab.data.base import Batch
 from vaelab.factory import create_model, create_objective
 from vaelab.models.nonsyn import NonSynConfig, NonSynVAE
 from vaelab.models.vae import GaussianVAE
@@ -23,6 +24,7 @@ from vaelab.objectives.nonsyn import (
     synergy_penalty,
 )
 from vaelab.objectives.terms import gaussian_kl_per_dim, reconstruction_loss
+from vaelab.optim import Updater
 
 # Spec nonsyn-vae.md §3.2 worked example.
 KL = [0.2, 4.0, 0.05, 3.0, 1.0, 0.5, 0.01, 2.9, 0.3, 0.0]
@@ -147,7 +149,7 @@ def test_two_step_matches_hand_made_two_step_adam():
     expected = [_hand_adam(p.detach(), [a, b], lr) for p, a, b in zip(params, g_vae, g_syn)]
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    terms = objective.training_step(None, model, x, torch.tensor(1), optimizer, None)
+    terms = objective.update(Updater(model, optimizer, objective), model, Batch(x), torch.tensor(1))
     for p, e in zip(model.parameters(), expected):
         torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
     assert optimizer.state[next(iter(model.parameters()))]["step"].item() == 2
@@ -169,19 +171,10 @@ def test_two_step_one_parameter_known_answer():
     assert theta.item() == pytest.approx(expected, rel=1e-6)
     param = nn.Parameter(torch.tensor(1.0))
     optimizer = torch.optim.Adam([param], lr=0.1)
-    NonSyn._step(None, optimizer, [param], (torch.tensor(2.0),))
-    NonSyn._step(None, optimizer, [param], (torch.tensor(-1.0),))
+    updater = Updater(nn.ParameterList([param]), optimizer, NonSyn())
+    updater.step_with((torch.tensor(2.0),))
+    updater.step_with((torch.tensor(-1.0),))
     assert param.item() == pytest.approx(expected, rel=1e-6)
-
-
-class _PlainFabric:
-    """The part of Lightning Fabric the default training step uses, on one CPU process."""
-
-    world_size = 1
-
-    @staticmethod
-    def backward(loss):
-        loss.backward()
 
 
 def test_joint_is_one_step_on_the_total_loss():
@@ -195,7 +188,7 @@ def test_joint_is_one_step_on_the_total_loss():
     grads = torch.autograd.grad(total, list(reference.parameters()))
     expected = [_hand_adam(p.detach(), [g], 1e-2) for p, g in zip(reference.parameters(), grads)]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    objective.training_step(_PlainFabric(), model, x, torch.tensor(1), optimizer, None)
+    objective.update(Updater(model, optimizer, objective), model, Batch(x), torch.tensor(1))
     for p, e in zip(model.parameters(), expected):
         torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
     assert objective.best_counts.sum() + objective.worst_counts.sum() == 3
@@ -222,7 +215,7 @@ def test_resample_takes_the_penalty_at_the_updated_parameters():
         p.grad = torch.zeros_like(p)
     (5.0 * synergy_penalty(kl, greedy_select_latents(kl.mean(0), 0.9)[1])).backward()
     ref_opt.step()
-    objective.training_step(None, model, x, torch.tensor(1), optimizer, None)
+    objective.update(Updater(model, optimizer, objective), model, Batch(x), torch.tensor(1))
     for p, e in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(p, e, rtol=1e-5, atol=1e-6)
 
@@ -258,16 +251,17 @@ def test_two_step_rejects_a_grad_scaler():
     from vaelab.errors import VaelabError
 
     model = TinyVAE()
+    objective = NonSyn()
+    updater = Updater(model, torch.optim.Adam(model.parameters()), objective, FakeFabric())
     with pytest.raises(VaelabError, match="GradScaler"):
-        NonSyn().training_step(FakeFabric(), model, _batch(), torch.tensor(1),
-                               torch.optim.Adam(model.parameters()), None)
+        objective.update(updater, model, Batch(_batch()), torch.tensor(1))
 
 
 def test_counts_round_trip_through_extra_state():
     objective = NonSyn()
     model = TinyVAE()
-    objective.training_step(None, model, _batch(), torch.tensor(1),
-                            torch.optim.Adam(model.parameters()), None)
+    updater = Updater(model, torch.optim.Adam(model.parameters()), objective)
+    objective.update(updater, model, Batch(_batch()), torch.tensor(1))
     state = objective.extra_state_dict()
     fresh = NonSyn()
     fresh.load_extra_state_dict(state)

@@ -37,8 +37,8 @@ def write_tiny_run(
     import json
     from pathlib import Path
 
-    from vaelab.config import run_config_from_dict
     from vaelab.engine import fit
+    from vaelab.factory import run_config_from_dict
 
     run_dir = Path(run_dir)
     config = run_config_from_dict(

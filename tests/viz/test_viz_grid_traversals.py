@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from vaelab.distributions import DiagonalGaussian
+from vaelab.models.vae import GaussianVAE
 from vaelab.viz.grid import image_grid, pad_value_for, stack_rows, upsample
 from vaelab.viz.traversals import (
     order_latents,
@@ -114,25 +116,24 @@ def test_order_latents_descending_and_stable():
     assert order_latents([0.1, 3.0, 0.5, 3.0, np.nan]).tolist() == [1, 3, 2, 0, 4]
 
 
-class PixelDecoder(nn.Module):
-    """A 'model' whose image k-th pixel holds latent k (0.5 + z / 10), for exact traversal checks."""
-
-    latent_dim = 3
+class PixelDecoder(GaussianVAE):
+    """A model whose image k-th pixel holds latent k (0.5 + z / 10), for exact traversal checks."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.latent_dim, self.image_shape = 3, (1, 1, 3)
         self.dummy = nn.Parameter(torch.zeros(1))
 
-    def generate(self, z):
-        return (0.5 + z / 10).reshape(-1, 1, 1, 3)
+    def generate(self, latents):
+        return (0.5 + latents["z"] / 10).reshape(-1, 1, 1, 3)
 
-    def encode(self, x):
+    def posterior(self, x):
         mu = torch.tensor([[0.5, -1.0, 2.0]]).expand(len(x), 3)
-        return mu, torch.log(torch.full_like(mu, 0.25))  # sigma = 0.5
+        return {"z": DiagonalGaussian(mu, torch.log(torch.full_like(mu, 0.25)))}  # sigma = 0.5
 
 
 def test_traverse_latents_moves_one_latent():
-    base = torch.tensor([1.0, 2.0, 3.0])
+    base = {"z": torch.tensor([1.0, 2.0, 3.0])}
     images = traverse_latents(PixelDecoder(), base, [2, 0], np.array([-1.0, 1.0]))
     codes = (images.reshape(2, 2, 3) - 0.5) * 10
     np.testing.assert_allclose(codes[0].numpy(), [[1, 2, -1], [1, 2, 1]], atol=1e-5)

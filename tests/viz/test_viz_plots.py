@@ -13,7 +13,9 @@ from PIL import Image
 import vaelab
 from vaelab.cli import main
 from vaelab.data.base import ImageDataset
+from vaelab.distributions import DiagonalGaussian
 from vaelab.errors import VaelabError
+from vaelab.models.vae import GaussianVAE
 from vaelab.runs import Run
 from vaelab.viz.latents import conditional_means, plot_mean_activations
 from vaelab.viz.plots import PlotOptions, _traversal_grid, make_plots, select_indices
@@ -119,21 +121,20 @@ def test_select_indices():
         select_indices(10, 12, (), seed=0)
 
 
-class _Pixels(torch.nn.Module):
+class _Pixels(GaussianVAE):
     """Image pixel k holds latent k: posterior mu = (0.5, -1, 2), sigma = 0.5."""
-
-    latent_dim = 3
 
     def __init__(self):
         super().__init__()
+        self.latent_dim, self.image_shape = 3, (1, 1, 3)
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
-    def generate(self, z):
-        return z.reshape(-1, 1, 1, 3)
+    def generate(self, latents):
+        return latents["z"].reshape(-1, 1, 1, 3)
 
-    def encode(self, x):
+    def posterior(self, x):
         mu = torch.tensor([[0.5, -1.0, 2.0]]).expand(len(x), 3)
-        return mu, torch.log(torch.full_like(mu, 0.25))
+        return {"z": DiagonalGaussian(mu, torch.log(torch.full_like(mu, 0.25)))}
 
 
 def test_posterior_traversal_is_centred_on_the_posterior_mean():

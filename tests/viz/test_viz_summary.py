@@ -82,7 +82,7 @@ def test_training_gif_frame_is_prior_traversal(tiny_model, toy_dataset, tmp_path
     gif.on_train_start(ctx)
     gif.on_step_end(ctx, 1)
     expected = traverse_latents(
-        tiny_model, torch.zeros(4), range(4), np.linspace(-1.959964, 1.959964, 10)
+        tiny_model, {"z": torch.zeros(4)}, range(4), np.linspace(-1.959964, 1.959964, 10)
     )
     cell = gif.frames[0][2 + 34 : 2 + 34 + 32, 2 + 34 * 9 : 2 + 34 * 9 + 32]  # latent 1, last point
     want = np.clip(expected[1, 9, 0].numpy() * 255 + 0.5, 0, 255).astype(np.uint8)

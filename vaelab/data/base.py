@@ -19,16 +19,30 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "SPLITS",
+    "Batch",
     "DataConfig",
     "DataError",
     "FactorDataset",
     "ImageDataset",
     "data_home",
+    "no_valid_split",
 ]
+
+
+SPLITS = ("train", "valid", "test")
 
 
 class DataError(RuntimeError):
     """A data file is missing, corrupt, or cannot be fetched; the message says what to do."""
+
+
+def no_valid_split(name: str) -> DataError:
+    """The error for split="valid" on a dataset without a validation split."""
+    return DataError(
+        f"dataset {name!r} has no validation split; hold out part of the training set instead "
+        "with train.valid_holdout (for example --set train.valid_holdout=0.1)"
+    )
 
 
 def data_home(root: str | os.PathLike | None = None) -> Path:
@@ -50,18 +64,49 @@ class DataConfig:
     """Options every dataset takes."""
 
     root: str = ""  # data folder; "" means `data_home()` (VAELAB_DATA or ~/.cache/vaelab)
-    split: str = "train"  # "train" | "test" where the dataset has splits
+    split: str = "train"  # "train" | "valid" | "test" where the dataset has them
     limit: int = 0  # keep only the first `limit` items (0: all), for quick experiments and tests
+    batches: str = "shuffle"  # training batches: "shuffle" (epoch permutation); mixed-domain
+    #                           sets also "random" and "pure" (see `batch_modes`)
 
     def __post_init__(self) -> None:
-        if self.split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
 
 
+@dataclass
+class Batch:
+    """One training or evaluation batch: the images and, lazily, what the dataset carries.
+
+    Attributes:
+        x: float images in [0, 1], (B, C, H, W), on the storage device.
+        index: the dataset indices (B,) of the items, or None for images from elsewhere.
+        dataset: the dataset the items come from (None with `index` None).
+    """
+
+    x: Tensor
+    index: Tensor | None = None
+    dataset: ImageDataset | None = None
+
+    @property
+    def labels(self) -> Tensor | None:
+        """Integer labels (B,) on the images' device, or None when the dataset has none."""
+        return None if self.dataset is None else self.dataset.labels_of(self.index)
+
+    @property
+    def domains(self) -> Tensor | None:
+        """Domain of each item (B,) for mixed-domain datasets, else None."""
+        return None if self.dataset is None else self.dataset.domains_of(self.index)
+
+
 class ImageDataset:
     """Images held as a uint8 tensor (N, C, H, W) with values 0..255.
+
+    Training batches come from `batch_source` (`batch_modes` names the kinds this dataset
+    offers); `stand_in` makes a random dataset of the shape a config would load, for tests of
+    datasets that must be downloaded.
 
     Args:
         images: uint8 tensor (N, C, H, W).
@@ -79,6 +124,62 @@ class ImageDataset:
         self.data = images
         self.labels = None if labels is None else np.asarray(labels)
         self.name = name
+        self._device_columns: dict[str, Tensor] = {}
+
+    #: the `data.batches` kinds of `batch_source`
+    batch_modes: tuple[str, ...] = ("shuffle",)
+
+    @classmethod
+    def expected_shape(cls, config: DataConfig) -> tuple[int, int, int]:
+        """(C, H, W) of the images `load(config)` gives, without reading any file."""
+        raise NotImplementedError(f"{cls.__name__} does not declare its image shape")
+
+    @classmethod
+    def stand_in(cls, config: DataConfig, n: int = 64, seed: int = 0) -> ImageDataset:
+        """n seeded random images of the shape `load(config)` would give, named as the dataset."""
+        shape = cls.expected_shape(config)
+        rng = np.random.default_rng(seed)
+        images = torch.from_numpy(rng.integers(0, 256, size=(n, *shape), dtype=np.uint8))
+        return ImageDataset(images, name=getattr(cls, "name", "") or cls.__name__.lower())
+
+    def batch_source(self, config: DataConfig, batch_size: int, generator: torch.Generator,
+                     rank: int = 0, world_size: int = 1, subset: Tensor | None = None):
+        """The `BatchSource` of `config.batches` over this dataset (or its items `subset`)."""
+        from vaelab.data.batches import EpochPermutation
+
+        self._check_batch_mode(config.batches)
+        n = len(self) if subset is None else len(subset)
+        return EpochPermutation(n, batch_size, generator, rank, world_size, subset)
+
+    def _check_batch_mode(self, mode: str) -> None:
+        if mode not in self.batch_modes:
+            raise DataError(
+                f"dataset {self.name or type(self).__name__!r} draws batches as "
+                f"{' or '.join(repr(m) for m in self.batch_modes)}, not data.batches={mode!r}"
+            )
+
+    def batch_of(self, index: Tensor) -> Batch:
+        """The `Batch` of items `index` (B,): images now, labels and domains when asked for."""
+        return Batch(self.batch(index), index, self)
+
+    def _on_device(self, key: str, values: np.ndarray | None) -> Tensor | None:
+        if values is None:
+            return None
+        column = self._device_columns.get(key)
+        if column is None or column.device != self.device:
+            column = torch.as_tensor(np.asarray(values, dtype=np.int64), device=self.device)
+            self._device_columns[key] = column
+        return column
+
+    def labels_of(self, index: Tensor | None) -> Tensor | None:
+        """Labels (B,) of items `index` on the storage device (None without labels)."""
+        column = self._on_device("labels", self.labels)
+        return None if column is None or index is None else column[index]
+
+    def domains_of(self, index: Tensor | None) -> Tensor | None:
+        """Domains (B,) of items `index` (None unless the dataset is mixed-domain)."""
+        column = self._on_device("domains", getattr(self, "domains", None))
+        return None if column is None or index is None else column[index]
 
     def __len__(self) -> int:
         return int(self.data.shape[0])

@@ -112,7 +112,7 @@ class CelebA(FolderDataset):
         partition_path = _find(folder, PARTITION_FILE)
         if partition_path is not None:
             partition = read_partition(partition_path)
-            wanted = 0 if config.split == "train" else 2
+            wanted = {"train": 0, "valid": 1, "test": 2}[config.split]  # the official partition
             unknown = [f.name for f in files if f.name not in partition]
             if unknown:
                 raise DataError(f"{partition_path} does not list {unknown[0]} (and maybe others)")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab.data.base import DataConfig, DataError, ImageDataset, data_home
+from vaelab.data.base import DataConfig, DataError, ImageDataset, data_home, no_valid_split
 from vaelab.data.download import Resource, fetch_all, import_resources
 from vaelab.registry import DATASETS
 
@@ -101,8 +101,14 @@ class CIFAR10(ImageDataset):
     archive = CIFAR10_ARCHIVE
 
     @classmethod
+    def expected_shape(cls, config: CIFAR10Config) -> tuple[int, int, int]:
+        return (3, 32, 32)
+
+    @classmethod
     def load(cls, config: CIFAR10Config | None = None) -> CIFAR10:
         config = config or CIFAR10Config()
+        if config.split == "valid":
+            raise no_valid_split(cls.name)
         folder = data_home(config.root or None) / cls.name
         (path,) = fetch_all([cls.archive], folder, dataset=cls.name)
         images, labels = read_cifar_archive(path, config.split)

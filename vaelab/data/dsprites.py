@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.data.base import DataConfig, DataError, FactorDataset, data_home
+from vaelab.data.base import DataConfig, DataError, FactorDataset, data_home, no_valid_split
 from vaelab.data.download import file_digest
 from vaelab.registry import DATASETS
 from vaelab.runs import atomic_file, atomic_write_json
@@ -516,12 +516,18 @@ class DSprites(FactorDataset):
         self.labels = self.factors[:, 0]  # shape, for colouring plots
 
     @classmethod
+    def expected_shape(cls, config: DSpritesConfig) -> tuple[int, int, int]:
+        return (1, 64, 64)
+
+    @classmethod
     def load(cls, config: DSpritesConfig = DSpritesConfig()) -> DSprites:
         """Loads (and on first use renders or converts, then caches) the dataset.
 
         Raises:
             DataError: the npz source is missing or corrupt (the message names the official URL).
         """
+        if config.split == "valid":
+            raise no_valid_split("dsprites")
         packed, factors, _ = _load_packed(config)
         return cls(torch.from_numpy(np.ascontiguousarray(packed)), factors)
 

@@ -76,12 +76,17 @@ class Frey(ImageDataset):
     file = FREY_FILE
 
     @classmethod
+    def expected_shape(cls, config: FreyConfig) -> tuple[int, int, int]:
+        return (1, 28, 20)
+
+    @classmethod
     def load(cls, config: FreyConfig | None = None) -> Frey:
         config = config or FreyConfig()
         folder = data_home(config.root or None) / cls.name
         (path,) = fetch_all([cls.file], folder, dataset=cls.name)
         frames = read_frey(path)
-        frames = frames[:TRAIN_END] if config.split == "train" else frames[TEST_START:]
+        frames = {"train": frames[:TRAIN_END], "valid": frames[TRAIN_END:TEST_START],
+                  "test": frames[TEST_START:]}[config.split]
         if config.limit:
             frames = frames[: config.limit]
         if config.stretch:

@@ -184,6 +184,9 @@ def split_indices(n: int, split: str, test_fraction: float, seed: int = 0) -> np
     A fixed permutation (seed 0) sends round(test_fraction * n) items to "test", the rest to
     "train". test_fraction = 0 puts everything in "train" and asks for "test" raise `DataError`.
     """
+    if split == "valid":
+        raise DataError("this dataset has no official validation split; hold out part of the "
+                        "training set with train.valid_holdout (for example 0.1)")
     n_test = round(test_fraction * n)
     if split == "test" and n_test == 0:
         raise DataError("this dataset has no test split; set test_fraction > 0 to hold some out")
@@ -290,6 +293,10 @@ class FolderDataset(ImageDataset):
         if cls.resources:
             text += "\n" + missing_message(cls.name, folder, cls.resources)
         return DataError(text)
+
+    @classmethod
+    def expected_shape(cls, config: FolderConfig) -> tuple[int, int, int]:
+        return (cls.channels, config.image_size, config.image_size)
 
     @classmethod
     def load(cls, config: FolderConfig | None = None) -> FolderDataset:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from vaelab.data.base import DataConfig, ImageDataset
+from vaelab.data.batches import DomainBatches
 from vaelab.data.cars import Cars3D
 from vaelab.data.celeba import CelebA, Faces
 from vaelab.data.chairs import Chairs
@@ -42,9 +43,12 @@ class MixedConfig(DataConfig):
     squash: bool = False  # resize without cropping (the UG-VAE seed's way)
     workers: int = 0  # decoding processes for the first load (0: all cores)
     test_fraction: float = 0.1  # held-out share for components without an official split
+    proportion: float = 0.5  # share of domain 0 in "random" / "pure" batches (data.batches)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not 0.0 <= self.proportion <= 1.0:
+            raise ValueError(f"proportion must be in [0, 1], got {self.proportion}")
         if not 8 <= self.image_size <= 1024:
             raise ValueError(f"image_size must be in [8, 1024], got {self.image_size}")
         if not 0.0 <= self.test_fraction < 1.0:
@@ -57,6 +61,27 @@ class MixedDomainDataset(ImageDataset):
     config_class = MixedConfig
     name = ""
     components: tuple[type, type] = ()  # (domain 0 loader, domain 1 loader)
+
+    batch_modes = ("shuffle", *SAMPLING_MODES)
+
+    @classmethod
+    def expected_shape(cls, config: MixedConfig) -> tuple[int, int, int]:
+        channels = max(component.channels for component in cls.components)
+        return (channels, config.image_size, config.image_size)
+
+    def batch_source(self, config: MixedConfig, batch_size: int, generator: torch.Generator,
+                     rank: int = 0, world_size: int = 1, subset: torch.Tensor | None = None):
+        """"shuffle" (every item once per epoch), or "random" / "pure" batches with
+        `config.proportion` of domain 0 (`vaelab.data.batches.DomainBatches`)."""
+        if config.batches == "shuffle":
+            return super().batch_source(config, batch_size, generator, rank, world_size, subset)
+        self._check_batch_mode(config.batches)
+        domains = torch.as_tensor(self.domains, device=generator.device)
+        items = (torch.arange(len(self), device=generator.device) if subset is None
+                 else subset.to(generator.device))
+        pools = [items[domains[items] == k] for k in range(2)]
+        return DomainBatches(pools, config.batches, config.proportion, batch_size, generator,
+                             rank, world_size)
 
     def __init__(self, images: torch.Tensor, domains: np.ndarray, name: str = "") -> None:
         super().__init__(images, labels=domains, name=name)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab.data.base import DataConfig, DataError, ImageDataset, data_home
+from vaelab.data.base import DataConfig, DataError, ImageDataset, data_home, no_valid_split
 from vaelab.data.download import Resource, fetch_all, import_resources
 from vaelab.registry import DATASETS
 
@@ -150,8 +150,14 @@ class MNIST(ImageDataset):
         return cls.files[f"{prefix}-images-idx3-ubyte.gz"], cls.files[f"{prefix}-labels-idx1-ubyte.gz"]
 
     @classmethod
+    def expected_shape(cls, config: MNISTConfig) -> tuple[int, int, int]:
+        return (1, config.image_size, config.image_size)
+
+    @classmethod
     def load(cls, config: MNISTConfig | None = None) -> MNIST:
         config = config or MNISTConfig()
+        if config.split == "valid":
+            raise no_valid_split(cls.name)
         folder = data_home(config.root or None) / cls.name
         image_path, label_path = fetch_all(cls._split_files(config.split), folder, dataset=cls.name)
         images = read_idx(image_path, expected_ndim=3)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vaelab.data.base import DataConfig, FactorDataset
+from vaelab.data.base import DataConfig, FactorDataset, no_valid_split
 from vaelab.registry import DATASETS
 
 __all__ = ["ToySquares", "ToySquaresConfig", "render_toy_squares"]
@@ -61,7 +61,13 @@ class ToySquares(FactorDataset):
     factor_names = ("size", "pos_x", "pos_y")
 
     @classmethod
+    def expected_shape(cls, config: ToySquaresConfig) -> tuple[int, int, int]:
+        return (config.channels, config.image_size, config.image_size)
+
+    @classmethod
     def load(cls, config: ToySquaresConfig = ToySquaresConfig()) -> ToySquares:
+        if config.split == "valid":
+            raise no_valid_split("toy_squares")
         sizes = (len(SIZES), POSITIONS, POSITIONS)
         factors = np.stack(np.unravel_index(np.arange(int(np.prod(sizes))), sizes), axis=1)
         factors = np.tile(factors, (config.repeat, 1))

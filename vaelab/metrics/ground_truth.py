@@ -6,7 +6,7 @@ Every metric of an evaluation receives a generator seeded the same way, so metri
 same sizes draw the same index sets and find them already encoded.
 
 `as_ground_truth(represent, data)` accepts everything a metric takes: a representation function
-(a vaelab model, any `nn.Module` with `encode`/`embed`, or a plain callable images -> (B, D)) with a
+(a vaelab model, or a plain callable images -> (B, D) codes or (codes, logvar)) with a
 dataset, or precomputed arrays (codes (N, D), or a (mu, logvar) pair) with a factor array (N, F)
 or the `FactorDataset` they were computed on.
 """
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from vaelab.data.base import FactorDataset, ImageDataset
 from vaelab.errors import VaelabError
+from vaelab.models.base import Model
 
 __all__ = ["GroundTruth", "as_ground_truth", "model_encoder"]
 
@@ -30,24 +31,21 @@ Encoder = Callable[[Tensor], "Tensor | np.ndarray | tuple[Any, Any]"]
 
 
 def model_encoder(model: nn.Module, channels_last: bool = True) -> Encoder:
-    """A batch encoder images (B, C, H, W) -> (mu, logvar) or codes, for a model.
+    """A batch encoder images (B, C, H, W) -> (codes (B, D), log-variances (B, D) or None).
 
-    Uses `model.encode` when it returns a (mu, logvar) pair, else `model.embed`, under
+    The codes are `model.represent`'s: the posterior means of the model's `represented`
+    latents (`Model.representation`), with their log-variances when they are Gaussian. Runs under
     `torch.inference_mode`, with the input converted to channels-last for 4-D conv inputs (faster
     on CPU and GPU; the numbers are the same up to float rounding).
     """
     device = next(iter(model.parameters()), torch.empty(0)).device
 
-    def encode(x: Tensor) -> Any:
+    def encode(x: Tensor) -> tuple[Tensor, Tensor | None]:
         with torch.inference_mode():
             x = x.to(device, non_blocking=True)
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            if hasattr(model, "encode"):
-                out = model.encode(x)
-                if isinstance(out, (tuple, list)) and len(out) == 2:
-                    return out
-            return model.embed(x)
+            return model.representation(model.posterior(x))
 
     encode.device = device  # type: ignore[attr-defined]
     return encode
@@ -283,7 +281,7 @@ def as_ground_truth(represent: Any, data: Any = None, *, batch_size: int = 1024)
 
     Args:
         represent: a `GroundTruth` (returned as is); codes (N, D) as an array or tensor; a
-            (mu, logvar) pair of (N, D) arrays; an `nn.Module` (its `encode`/`embed` is used); or a
+            (mu, logvar) pair of (N, D) arrays; a vaelab `Model` (its `represent` codes); or a
             callable images (B, C, H, W) -> (B, D) codes or (mu, logvar).
         data: with a function: the `ImageDataset`/`FactorDataset` to encode. With arrays: the
             factor array (N, F) (any integer or float labels), or the `FactorDataset` whose items
@@ -319,7 +317,7 @@ def as_ground_truth(represent: Any, data: Any = None, *, batch_size: int = 1024)
             "a representation function needs the dataset to encode (an ImageDataset or "
             f"FactorDataset), got {type(data).__name__}"
         )
-    encoder = model_encoder(represent) if isinstance(represent, nn.Module) else represent
+    encoder = model_encoder(represent) if isinstance(represent, Model) else represent
     if not callable(encoder):
         raise TypeError(f"cannot use {type(represent).__name__} as a representation")
     return GroundTruth(data, encoder, batch_size=batch_size)

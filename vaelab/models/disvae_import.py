@@ -119,8 +119,7 @@ def import_disvae(source: str | Path, out: str | Path = "results", name: str | N
         FileExistsError: the destination run directory exists.
         VaelabError: the weights or settings do not fit the Burgess model.
     """
-    from vaelab.config import run_config_from_dict
-    from vaelab.factory import build_model
+    from vaelab.factory import build_model, run_config_from_dict
     from vaelab.runs import atomic_write_json, atomic_write_text, checkpoint_path, save_checkpoint
 
     source = Path(source)

@@ -12,14 +12,26 @@ instead of clamped logs), and sampling is explicit (`sample=True`) instead of ti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from vaelab.distributions import DiagonalGaussian
+from vaelab.models.base import LatentSpec, Model
 from vaelab.registry import MODELS
 
-__all__ = ["VAE", "BurgessConfig", "BurgessDecoder", "BurgessEncoder", "VAEOutput", "kaiming_init"]
+__all__ = [
+    "VAE",
+    "BurgessConfig",
+    "BurgessDecoder",
+    "BurgessEncoder",
+    "GaussianVAE",
+    "VAEOutput",
+    "kaiming_init",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +58,7 @@ class BurgessConfig:
 
 @dataclass
 class VAEOutput:
-    """What a Gaussian VAE's forward pass returns.
+    """What a one-Gaussian-latent VAE's forward pass returns (the output type of its family).
 
     Attributes:
         mu: posterior means (B, D).
@@ -132,21 +144,50 @@ class BurgessDecoder(nn.Module):
         return self.convT3(h)  # logits; the seed applies the sigmoid here
 
 
-class GaussianVAE(nn.Module):
-    """Shared behaviour of Gaussian-latent VAEs: reparameterisation, forward, embed, sample."""
+class GaussianVAE(Model):
+    """Shared behaviour of one-Gaussian-latent VAEs: reparameterisation, forward, the contract.
 
+    One item-scope latent "z" (D = `latent_dim`) with a N(0, I) prior, decoded by `decoder`;
+    subclasses set `encoder` (x -> (mu, logvar)), `decoder` (z -> logits), `latent_dim` and
+    `image_shape`.
+    """
+
+    output_type = VAEOutput
+    decoder_inputs = ("z",)
+    represented = ("z",)
+    traversal_latent = "z"
     latent_dim: int
-    image_shape: tuple[int, int, int]
     encoder: nn.Module
     decoder: nn.Module
+
+    @property
+    def latents(self) -> tuple[LatentSpec, ...]:
+        return (LatentSpec("z", self.latent_dim),)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters (mu, logvar), each (B, D)."""
         return self.encoder(x)
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Decoder logits (B, C, H, W)."""
-        return self.decoder(z)
+    def posterior(self, x: Tensor) -> dict[str, DiagonalGaussian]:
+        mu, logvar = self.encoder(x)
+        return {"z": DiagonalGaussian(mu, logvar)}
+
+    def decode(self, latents: Mapping[str, Tensor]) -> Tensor:
+        """Decoder logits (B, C, H, W) of `latents["z"]` (B, D)."""
+        if isinstance(latents, Tensor):
+            raise TypeError(f"{type(self).__name__}.decode takes a mapping of latents, "
+                            "{'z': codes}, not a tensor")
+        return self.decoder(latents["z"])
+
+    def sample_prior(
+        self, n: int, generator: torch.Generator | None = None, **given: Any
+    ) -> dict[str, Tensor]:
+        """z ~ N(0, I_D), (n, D), on `generator`'s device (CPU without one)."""
+        if given:
+            raise ValueError(f"{type(self).__name__}.sample_prior takes no "
+                             f"{', '.join(sorted(given))}: its prior is N(0, I)")
+        device = generator.device if generator is not None else None
+        return {"z": torch.randn(n, self.latent_dim, generator=generator, device=device)}
 
     @staticmethod
     def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -155,26 +196,11 @@ class GaussianVAE(nn.Module):
 
     def forward(self, x: Tensor, sample: bool | None = None) -> VAEOutput:
         """Encodes, draws z (sampling when `sample`, default: in train mode), decodes."""
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encoder(x)
         if sample is None:
             sample = self.training
         z = self.reparameterize(mu, logvar) if sample else mu
-        return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decode(z))
-
-    @torch.no_grad()
-    def embed(self, x: Tensor) -> Tensor:
-        """Posterior means (B, D), for metrics and projections."""
-        return self.encode(x)[0]
-
-    @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Decoded posterior means in (0, 1), shape (B, C, H, W)."""
-        return torch.sigmoid(self.decode(self.encode(x)[0]))
-
-    @torch.no_grad()
-    def generate(self, z: Tensor) -> Tensor:
-        """Likelihood means sigmoid(decoder(z)) in (0, 1), shape (B, C, H, W)."""
-        return torch.sigmoid(self.decode(z))
+        return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decoder(z))
 
 
 @MODELS.register("burgess")

@@ -114,6 +114,7 @@ class ELBO(Objective):
     """The negative ELBO: recon + w_t * KL (Kingma & Welling, 2014)."""
 
     config_class = ELBOConfig
+    accepts = (VAEOutput,)
 
     def __init__(self, config: ELBOConfig = ELBOConfig()) -> None:
         super().__init__(config)
@@ -129,6 +130,7 @@ class BetaVAE(Objective):
     """beta-VAE: recon + w_t * beta * KL (Higgins et al., 2017, eq. 4)."""
 
     config_class = BetaVAEConfig
+    accepts = (VAEOutput,)
 
     def __init__(self, config: BetaVAEConfig = BetaVAEConfig()) -> None:
         super().__init__(config)
@@ -150,6 +152,7 @@ class AnnealedVAE(Objective):
     """
 
     config_class = AnnealedVAEConfig
+    accepts = (VAEOutput,)
 
     def __init__(self, config: AnnealedVAEConfig = AnnealedVAEConfig()) -> None:
         super().__init__(config)

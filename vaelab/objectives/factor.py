@@ -19,6 +19,7 @@ the encoder too (spec §3.4, §13.4); `leak_disc_grad=True` reproduces that.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,15 @@ class FactorVAE(Objective):
     """
 
     config_class = FactorVAEConfig
+    accepts = (VAEOutput,)
+
+    @classmethod
+    def resolve_config(cls, config: FactorVAEConfig, model: nn.Module) -> FactorVAEConfig:
+        """`latent_dim` (the discriminator's input) set to the size of the model's codes z."""
+        latent_dim = model.spec("z").dim
+        if config.latent_dim == latent_dim:
+            return config
+        return dataclasses.replace(config, latent_dim=latent_dim)
 
     def __init__(self, config: FactorVAEConfig = FactorVAEConfig()) -> None:
         super().__init__(config)
@@ -163,8 +173,9 @@ class FactorVAE(Objective):
         return {"loss": loss, **terms, "tc": tc, "warmup": weight, "disc_loss": disc_loss,
                 "disc_acc": disc_acc.detach()}
 
-    def compute(self, model: nn.Module, x: Tensor, step: Tensor) -> dict[str, Tensor]:
+    def compute(self, model: nn.Module, batch: Any, step: Tensor) -> dict[str, Tensor]:
         """One forward pass on the whole (even part of the) batch; both halves share it."""
+        x = batch.x
         if x.shape[0] < 2:
             raise ValueError(
                 f"factor_vae splits the batch in two halves and needs >= 2 images, got {x.shape[0]}"
@@ -172,36 +183,17 @@ class FactorVAE(Objective):
         x = x[: x.shape[0] // 2 * 2]
         return self(model(x), x, step)
 
-    def training_step(
-        self,
-        fabric: Any,
-        model: nn.Module,
-        x: Tensor,
-        step: Tensor,
-        optimizer: torch.optim.Optimizer,
-        aux_optimizer: torch.optim.Optimizer | None,
-    ) -> dict[str, Tensor]:
+    def update(self, updater: Any, model: nn.Module, batch: Any, step: Tensor) -> dict[str, Tensor]:
         """Steps the model on "loss" and the discriminator on "disc_loss"; returns the terms.
 
-        Each loss is back-propagated only into its own parameters (`backward(inputs=...)`), so
-        the TC term does not train the discriminator and, unless `leak_disc_grad`, the
-        discriminator loss does not train the model. With the leak the model's gradient is
-        that of loss + disc_loss, as in the seed.
+        Each loss is back-propagated only into its own parameters (`Updater.minimize` with
+        `own_loss`), so the TC term does not train the discriminator and, unless
+        `leak_disc_grad`, the discriminator loss does not train the model. With the leak the
+        model's gradient is that of loss + disc_loss, as in the seed.
         """
-        if aux_optimizer is None:
-            raise ValueError(
-                "factor_vae needs the discriminator optimiser from configure_optimizer()"
-            )
-        terms = self.compute(model, x, step)
-        model_params = [p for p in model.parameters() if p.requires_grad]
-        disc_params = list(self.discriminator.parameters())
+        terms = self.compute(model, batch, step)
         model_loss = terms["loss"]
         if self.config.leak_disc_grad:
             model_loss = model_loss + terms["disc_loss"]
-        optimizer.zero_grad(set_to_none=True)
-        aux_optimizer.zero_grad(set_to_none=True)
-        fabric.backward(model_loss, inputs=model_params, retain_graph=True)
-        fabric.backward(terms["disc_loss"], inputs=disc_params)
-        optimizer.step()
-        aux_optimizer.step()
+        updater.minimize(model_loss, own_loss=terms["disc_loss"])
         return {k: v.detach() for k, v in terms.items()}

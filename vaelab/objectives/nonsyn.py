@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaelab.errors import VaelabError
+from vaelab.models.vae import VAEOutput
 from vaelab.objectives.base import Objective
 from vaelab.objectives.terms import (
     LIKELIHOODS,
@@ -152,6 +152,7 @@ class NonSyn(Objective):
     """
 
     config_class = NonSynObjectiveConfig
+    accepts = (VAEOutput,)
 
     def __init__(self, config: NonSynObjectiveConfig = NonSynObjectiveConfig()) -> None:
         super().__init__(config)
@@ -184,64 +185,33 @@ class NonSyn(Objective):
         self.best_counts[best] += 1
         self.worst_counts[worst] += 1
 
-    def forward(self, out: Any, x: Tensor, step: Tensor) -> dict[str, Tensor]:
+    def forward(self, out: VAEOutput, x: Tensor, step: Tensor) -> dict[str, Tensor]:
         terms = {"recon": self._recon(out.logits, x), **kl_terms(out.mu, out.logvar)}
         terms.update(self._penalty(out.mu, out.logvar))
         terms["loss"] = terms["recon"] + terms["kl"] + terms["syn"]
         return terms
 
-    def training_step(
-        self,
-        fabric: Any,
-        model: nn.Module,
-        x: Tensor,
-        step: Tensor,
-        optimizer: torch.optim.Optimizer,
-        aux_optimizer: torch.optim.Optimizer | None,
-    ) -> dict[str, Tensor]:
+    def update(self, updater: Any, model: nn.Module, batch: Any, step: Tensor) -> dict[str, Tensor]:
         """`joint`: the default single step. `two_step`: two optimiser steps (module docstring)."""
         if self.config.update == "joint":
-            terms = super().training_step(fabric, model, x, step, optimizer, aux_optimizer)
+            terms = super().update(updater, model, batch, step)
             self._count()
             return terms
-        scaler = getattr(getattr(getattr(fabric, "strategy", None), "precision", None),
-                         "scaler", None)
-        if scaler is not None:
-            raise VaelabError(
-                "objective 'nonsyn' with update='two_step' takes its gradients with "
-                "torch.autograd.grad, which a 16-bit GradScaler cannot scale; use precision "
-                "'32-true' or 'bf16-mixed', or objective.update='joint'"
-            )
-        params = [p for p in model.parameters() if p.requires_grad]
-        terms = self.compute(model, x, step)
-        grads_vae = torch.autograd.grad(terms["recon"] + terms["kl"], params,
-                                        retain_graph=not self.config.resample, allow_unused=True)
+        terms = self.compute(model, batch, step)
+        grads_vae = updater.gradients(terms["recon"] + terms["kl"],
+                                      retain_graph=not self.config.resample)
         if self.config.resample:
-            self._step(fabric, optimizer, params, grads_vae)
-            out = model(x)  # fresh pass at the updated parameters; only mu, logvar are used
+            updater.step_with(grads_vae)
+            out = model(batch.x)  # fresh pass at the updated parameters; only mu, logvar are used
             terms.update(self._penalty(out.mu, out.logvar))
-            grads_syn = torch.autograd.grad(terms["syn"], params, allow_unused=True)
+            grads_syn = updater.gradients(terms["syn"])
         else:
-            grads_syn = torch.autograd.grad(terms["syn"], params, allow_unused=True)
-            self._step(fabric, optimizer, params, grads_vae)
-        self._step(fabric, optimizer, params, grads_syn)
+            grads_syn = updater.gradients(terms["syn"])
+            updater.step_with(grads_vae)
+        updater.step_with(grads_syn)
         self._count()
         terms["loss"] = terms["recon"] + terms["kl"] + terms["syn"]
         return {k: v.detach() for k, v in terms.items()}
-
-    @staticmethod
-    def _step(fabric: Any, optimizer: torch.optim.Optimizer, params: list[Tensor],
-              grads: tuple[Tensor | None, ...]) -> None:
-        """One optimiser step with the given gradients (zeros where a parameter got none)."""
-        world_size = getattr(fabric, "world_size", 1)
-        for p, g in zip(params, grads):
-            g = torch.zeros_like(p) if g is None else g.detach()
-            if world_size > 1:  # autograd.grad bypasses DDP's hooks: average by hand
-                g = fabric.all_reduce(g, reduce_op="mean")
-            p.grad = g
-        optimizer.step()
-        for p in params:
-            p.grad = None
 
     def extra_state_dict(self) -> dict[str, Any]:
         if self.best_counts is None:

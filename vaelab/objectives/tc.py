@@ -189,6 +189,7 @@ class BetaTCVAE(Objective):
     """
 
     config_class = BetaTCConfig
+    accepts = (VAEOutput,)
     needs_dataset_size = True
 
     def __init__(self, config: BetaTCConfig = BetaTCConfig()) -> None:

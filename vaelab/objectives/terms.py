@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vaelab.distributions import check_reduction
+
 __all__ = [
     "LIKELIHOODS",
     "check_likelihood",
@@ -104,12 +106,39 @@ def log_normal(x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (_LOG_2PI + logvar + (x - mu).pow(2) * torch.exp(-logvar))
 
 
-def reconstruction_loss(logits: Tensor, x: Tensor, likelihood: str = "bernoulli") -> Tensor:
-    """Negative log-likelihood -log p(x|z) per image: summed over pixels, averaged over the batch.
+def _bernoulli_nll(logits: Tensor, x: Tensor, dims: tuple[int, ...] | None) -> Tensor:
+    if dims is None:
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dims)
+
+
+def _gaussian_nll(logits: Tensor, x: Tensor, dims: tuple[int, ...] | None) -> Tensor:
+    squared = (torch.sigmoid(logits) - x).pow(2)
+    return 255.0 * (squared.sum() if dims is None else squared.sum(dims))
+
+
+def _laplace_nll(logits: Tensor, x: Tensor, dims: tuple[int, ...] | None) -> Tensor:
+    absolute = (torch.sigmoid(logits) - x).abs()
+    return 3.0 * (absolute.sum() if dims is None else absolute.sum(dims))
+
+
+# name -> f(logits, x, dims): the NLL summed over `dims` (None: over everything, batch included)
+_NEGATIVE_LOG_LIKELIHOODS = {
+    "bernoulli": _bernoulli_nll,
+    "laplace": _laplace_nll,
+    "gaussian": _gaussian_nll,
+}
+assert tuple(_NEGATIVE_LOG_LIKELIHOODS) == LIKELIHOODS
+
+
+def reconstruction_loss(
+    logits: Tensor, x: Tensor, likelihood: str = "bernoulli", reduction: str = "mean"
+) -> Tensor:
+    """Negative log-likelihood -log p(x|z) per image, summed over pixels, reduced over the batch.
 
     The likelihood mean is x_hat = sigmoid(logits). The three choices follow the seed's
     `rec_dist` (disvae-family.md §2.1); none has a learned variance, and constants that do not
-    depend on the parameters are dropped:
+    depend on the parameters are dropped (`vaelab.distributions` has the normalised densities):
 
     * ``"bernoulli"``: sum BCE(x_hat, x) = -sum [x log x_hat + (1 - x) log(1 - x_hat)], computed
       from the logits with `binary_cross_entropy_with_logits`, which is stable where the seed
@@ -127,25 +156,25 @@ def reconstruction_loss(logits: Tensor, x: Tensor, likelihood: str = "bernoulli"
         logits: Decoder logits, shape (B, C, H, W).
         x: Targets in [0, 1], same shape.
         likelihood: One of `LIKELIHOODS`.
+        reduction: "mean" (the batch mean of the per-image NLL, the seed's), "sum" (the batch
+            sum) or "none" (per image, (B,)).
 
     Returns:
-        0-d tensor: the mean over the batch of the per-image NLL in nats (up to constants).
+        0-d tensor in nats (up to constants), or (B,) with "none".
 
     Raises:
-        ValueError: `likelihood` is unknown, or the shapes differ.
+        ValueError: `likelihood` or `reduction` is unknown, or the shapes differ.
     """
     check_likelihood(likelihood)
+    check_reduction(reduction)
     if logits.shape != x.shape:
         raise ValueError(f"logits and x must have the same shape, got {tuple(logits.shape)} "
                          f"and {tuple(x.shape)}")
-    batch_size = x.shape[0]
-    if likelihood == "bernoulli":
-        total = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-    elif likelihood == "gaussian":
-        total = 255.0 * (torch.sigmoid(logits) - x).pow(2).sum()
-    else:  # laplace
-        total = 3.0 * (torch.sigmoid(logits) - x).abs().sum()
-    return total / batch_size
+    nll = _NEGATIVE_LOG_LIKELIHOODS[likelihood]
+    if reduction == "none":
+        return nll(logits, x, tuple(range(1, x.dim())))
+    total = nll(logits, x, None)  # one sum over the whole batch, then / B: the seed's rounding
+    return total if reduction == "sum" else total / x.shape[0]
 
 
 def linear_warmup(step: Tensor, steps: int) -> Tensor:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from matplotlib import style as mpl_style
 from matplotlib.figure import Figure
@@ -42,7 +41,8 @@ SHAPE_COLOURS = ("#4daf4a", "#e41a1c", "#377eb8", "#984ea3", "#ff7f00", "#a65628
 def encode_means(
     model: nn.Module, dataset, index: np.ndarray | None = None, batch: int = 1024
 ) -> np.ndarray:
-    """Posterior means (N, D) of `dataset` items `index` (default: all), in eval mode.
+    """Codes (N, D) (`Model.represent`: posterior means) of `dataset` items `index` (default:
+    all), in eval mode.
 
     Encodes through the metrics' batch encoder (`model_encoder`: inference mode, channels-last,
     the model's device) in batches of 1024.
@@ -54,9 +54,8 @@ def encode_means(
     try:
         chunks = []
         for i in range(0, len(index), batch):
-            out = encode(dataset.batch(index[i : i + batch]))
-            mu = out[0] if isinstance(out, (tuple, list)) else out  # (B, D)
-            chunks.append(torch.as_tensor(mu).float().cpu().numpy())
+            codes, _ = encode(dataset.batch(index[i : i + batch]))  # (B, D)
+            chunks.append(codes.float().cpu().numpy())
     finally:
         model.train(was_training)
     return np.concatenate(chunks).astype(np.float64)

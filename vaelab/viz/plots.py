@@ -22,6 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from vaelab.data.base import FactorDataset
 from vaelab.errors import VaelabError
 from vaelab.registry import PLOTS
 from vaelab.runs import Run, atomic_write_bytes, load_run
@@ -154,7 +155,7 @@ def _rows(options: PlotOptions, default: int) -> int:
 
 
 def _latent_order(run: Run) -> np.ndarray:
-    latent_dim = int(run.model.latent_dim)
+    latent_dim = run.model.traversal_dim
     kl = run.kl_per_latent()
     if len(kl) != latent_dim:  # no per-latent KL logged: index order
         return np.arange(latent_dim)
@@ -162,7 +163,7 @@ def _latent_order(run: Run) -> np.ndarray:
 
 
 def _traversal_dims(run: Run, options: PlotOptions) -> np.ndarray:
-    latent_dim = int(run.model.latent_dim)
+    latent_dim = run.model.traversal_dim
     rows = _rows(options, latent_dim)
     if rows > latent_dim:
         raise VaelabError(f"--rows {rows} exceeds the model's {latent_dim} latent dimensions")
@@ -173,11 +174,10 @@ def _traversal_grid(
     run: Run, options: PlotOptions, dims: np.ndarray, n: int, image: torch.Tensor | None
 ) -> torch.Tensor:
     """Decoded traversals (len(dims), n, C, H, W): prior, or around `image`'s posterior (1, C, H, W)."""
-    latent_dim = int(run.model.latent_dim)
     if image is None:
         values = traversal_values(n, options.max_traversal, mode=options.traversal_mode)
-        return traverse_latents(run.model, torch.zeros(latent_dim), dims, values)
-    mu, sigma = encode_posterior(run.model, image)
+        return traverse_latents(run.model, run.model.prior_center(), dims, values)
+    base, mu, sigma = encode_posterior(run.model, image)
     mu, sigma = mu[0].cpu(), sigma[0].cpu()
     values = np.stack(
         [
@@ -187,7 +187,8 @@ def _traversal_grid(
             for j in dims
         ]
     )
-    return traverse_latents(run.model, mu, dims, values)
+    base = {name: value[:1] for name, value in base.items()}
+    return traverse_latents(run.model, base, dims, values)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,7 +261,7 @@ def _reconstruct_traverse(run: Run, options: PlotOptions) -> dict[str, Content]:
     centres += [top.shape[0] + 2 + side * i + (side - 2) / 2 for i in range(len(dims))]
     kl = run.kl_per_latent()
     labels = ["orig", "recon"] + [
-        f"KL={kl[j]:.4f}" if len(kl) == run.model.latent_dim else f"z{j}" for j in dims
+        f"KL={kl[j]:.4f}" if len(kl) == run.model.traversal_dim else f"z{j}" for j in dims
     ]
     return {"reconstruct_traverse.png": _label_strip(stacked, labels, centres)}
 
@@ -288,7 +289,7 @@ def _losses(run: Run, options: PlotOptions) -> dict[str, Content]:
 
 def _factor_dataset(run: Run, kind: str):
     dataset = run.dataset()
-    if not hasattr(dataset, "factors"):
+    if not isinstance(dataset, FactorDataset):
         raise VaelabError(
             f"{kind} needs ground-truth factors, and dataset {run.config.data.name!r} has none "
             "(use a factor dataset such as dsprites or toy_squares)"
@@ -329,7 +330,7 @@ def _projection_colours(
             raise VaelabError(f"dataset {run.config.data.name!r} has no labels to colour by")
         return np.asarray(dataset.labels)[index], None
     if options.factor == "cluster":
-        if not hasattr(run.model, "cluster"):
+        if not run.model.num_clusters:
             raise VaelabError(
                 f"model {run.config.model.name!r} has no clusters (colouring by cluster needs a "
                 "mixture model with a `cluster(x)` method, such as a GMVAE)"
@@ -489,7 +490,7 @@ def make_plots(
             kind = PLOTS.get(name)
             if kind in selected:
                 continue
-            if kind.needs_factors and not hasattr(dataset, "factors"):
+            if kind.needs_factors and not isinstance(dataset, FactorDataset):
                 continue
             if kind.needs_log and not run.log:
                 continue

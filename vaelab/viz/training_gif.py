@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaelab.engine import Callback
+from vaelab.callbacks import Callback
 from vaelab.runs import atomic_write_bytes
 from vaelab.viz.grid import image_grid, pad_value_for
-from vaelab.viz.traversals import model_device, traversal_values
+from vaelab.viz.traversals import model_device, traversal_latents, traversal_values
 
 __all__ = ["Callback", "TrainingGif", "write_gif"]
 
@@ -70,7 +70,7 @@ class TrainingGif(Callback):
         self.every = int(every)
         self.max_frames = int(max_frames)
         self.frames: list[np.ndarray] = []
-        self._codes: torch.Tensor | None = None
+        self._codes: dict[str, torch.Tensor] | None = None
         self._pad_value = 1.0
         self._last_step = 0
         self._last_capture = -1
@@ -79,14 +79,13 @@ class TrainingGif(Callback):
         if not ctx.is_global_zero:
             return
         model = ctx.model
-        latent_dim = int(model.latent_dim)
-        values = torch.as_tensor(
-            traversal_values(POINTS_PER_LATENT, MAX_TRAVERSAL), dtype=torch.float32
-        )
-        # Row j holds the 10 codes that move latent j alone: (D, 10, D) -> (D * 10, D).
-        codes = torch.zeros(latent_dim, POINTS_PER_LATENT, latent_dim)
-        codes[torch.arange(latent_dim), :, torch.arange(latent_dim)] = values
-        self._codes = codes.reshape(-1, latent_dim).to(model_device(model))
+        values = traversal_values(POINTS_PER_LATENT, MAX_TRAVERSAL)
+        # Row j moves latent j of the traversal latent alone, from the prior's centre:
+        # (D * 10, D), and every other decoder input at the centre.
+        latents = traversal_latents(model, model.prior_center(), range(model.traversal_dim),
+                                    values)
+        device = model_device(model)
+        self._codes = {name: value.to(device) for name, value in latents.items()}
         sample = ctx.dataset.uint8(np.arange(min(16, len(ctx.dataset))))
         self._pad_value = pad_value_for(sample, getattr(ctx.dataset, "background", None))
         self.frames = []

@@ -13,12 +13,14 @@ it runs from +|v| down to -|v| (reversed against absolute mode), and for a poste
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import norm
 from torch import Tensor, nn
+
+from vaelab.distributions import DiagonalGaussian
 
 __all__ = [
     "TRAVERSAL_MODES",
@@ -28,6 +30,7 @@ __all__ = [
     "order_latents",
     "prior_codes",
     "traversal_range",
+    "traversal_latents",
     "traversal_values",
     "traverse_latents",
 ]
@@ -89,58 +92,49 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def decode(model: nn.Module, z: Tensor) -> Tensor:
-    """Likelihood means in [0, 1] (B, C, H, W) of codes z (B, D), as float32 on the model device.
-
-    Uses `model.generate(z)`, the decoded mean of every vaelab model family.
-    """
-    return model.generate(z.to(model_device(model))).float()
+def decode(model: nn.Module, latents: Mapping[str, Tensor]) -> Tensor:
+    """Likelihood means in [0, 1] (B, C, H, W) of decoder inputs `latents` (name -> (B, dim)),
+    as float32 on the model device (`Model.generate`)."""
+    device = model_device(model)
+    return model.generate({name: value.to(device) for name, value in latents.items()}).float()
 
 
 @torch.no_grad()
-def encode_posterior(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Posterior mean and standard deviation (B, D) of images x (B, C, H, W).
+def encode_posterior(model: nn.Module, x: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """The decoder inputs at the posterior means of images x (B, C, H, W), and the mean and
+    standard deviation (B, D) of the traversal latent.
 
-    Uses `model.encode(x) -> (mu, logvar)`; models without a Gaussian posterior raise ValueError.
+    Raises:
+        ValueError: the model's traversal latent is not Gaussian.
     """
-    encoded = model.encode(x.to(model_device(model)))
-    if not (isinstance(encoded, tuple) and len(encoded) == 2):
+    posterior = model.posterior(x.to(model_device(model)))
+    part = posterior[model.traversal_latent]
+    if not isinstance(part, DiagonalGaussian):
         raise ValueError(
-            f"{type(model).__name__}.encode does not return (mu, logvar); posterior traversals "
-            "need a Gaussian posterior"
+            f"{type(model).__name__}'s traversal latent {model.traversal_latent!r} is not "
+            "Gaussian; posterior traversals need a Gaussian posterior"
         )
-    mu, logvar = encoded
-    return mu.float(), torch.exp(0.5 * logvar.float())
+    return model.posterior_center(posterior), part.mu.float(), part.std.float()
 
 
-def prior_codes(model: nn.Module, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """n codes from the model's prior (n, D) on the CPU.
-
-    A model with a non-standard prior provides `sample_prior(n, generator=...)`; otherwise
-    z ~ N(0, I_D) with D = `model.latent_dim`.
-    """
-    if hasattr(model, "sample_prior"):
-        return model.sample_prior(n, generator=generator).to("cpu")
-    return torch.randn(n, int(model.latent_dim), generator=generator)
+def prior_codes(
+    model: nn.Module, n: int, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """n draws of the decoder inputs from the model's prior (`Model.sample_prior`), on the CPU."""
+    return {name: value.to("cpu") for name, value in model.sample_prior(n, generator).items()}
 
 
-@torch.no_grad()
-def traverse_latents(
-    model: nn.Module,
-    base_code: Tensor,
-    dims: Sequence[int],
-    values: np.ndarray,
-) -> Tensor:
-    """Decodes traversals of latents `dims` around `base_code`.
+def traversal_latents(
+    model: nn.Module, base: Mapping[str, Tensor], dims: Sequence[int], values: np.ndarray
+) -> dict[str, Tensor]:
+    """Decoder inputs (R * n, dim) on the CPU: row r moves latent `dims[r]` of the traversal
+    latent through `values[r]`, every other input stays at `base` (name -> (1, dim) or (dim,)).
 
     Args:
-        model: a vaelab model (`generate`).
-        base_code: (D,) code of the other latents (zeros for the prior, mu for a posterior).
-        dims: latent indices, one output row each.
+        model: a vaelab model (its `traversal_latent` and `decoder_inputs`).
+        base: the code of the other latents (`prior_center()`, or a posterior centre).
+        dims: traversal-latent indices, one output row each.
         values: (n,) values shared by every row, or (len(dims), n) one range per row.
-
-    Returns:
-        Images in [0, 1], shape (len(dims), n, C, H, W), on the model device.
     """
     values = np.asarray(values, dtype=np.float32)
     dims = list(dims)
@@ -149,8 +143,29 @@ def traverse_latents(
     rows, n = values.shape
     if rows != len(dims):
         raise ValueError(f"{rows} value rows for {len(dims)} latents")
-    codes = base_code.detach().float().to("cpu").reshape(1, 1, -1).repeat(rows, n, 1)  # (R, n, D)
+    name = model.traversal_latent
+    codes = base[name].detach().float().to("cpu").reshape(1, 1, -1).repeat(rows, n, 1)  # (R, n, D)
     for r, j in enumerate(dims):
         codes[r, :, j] = torch.tensor(values[r])
-    images = decode(model, codes.reshape(rows * n, -1))  # (R n, C, H, W)
-    return images.reshape(rows, n, *images.shape[1:])
+    latents = {other: base[other].detach().float().to("cpu").reshape(1, -1).expand(rows * n, -1)
+               for other in model.decoder_inputs if other != name}
+    latents[name] = codes.reshape(rows * n, -1)
+    return latents
+
+
+@torch.no_grad()
+def traverse_latents(
+    model: nn.Module,
+    base: Mapping[str, Tensor],
+    dims: Sequence[int],
+    values: np.ndarray,
+) -> Tensor:
+    """Decodes traversals of latents `dims` around `base` (see `traversal_latents`).
+
+    Returns:
+        Images in [0, 1], shape (len(dims), n, C, H, W), on the model device.
+    """
+    latents = traversal_latents(model, base, dims, values)
+    rows = len(list(dims))
+    images = decode(model, latents)  # (R n, C, H, W)
+    return images.reshape(rows, -1, *images.shape[1:])

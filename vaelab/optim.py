@@ -1,0 +1,144 @@
+"""`Updater`: the one place where gradients are taken and optimisers step.
+
+The engine builds one per run and hands it to `Objective.update`. It owns the model's optimiser
+and, for objectives with parameters of their own (FactorVAE's discriminator), theirs; it knows
+the precision plugin (a 16-bit GradScaler) and the DDP world, so no objective calls
+`fabric.backward`, all-reduces gradients or checks the precision itself.
+
+* `minimize(loss, own_loss=None)`: zero both, back-propagate `loss` (into the model; with
+  `own_loss` only into the model) and `own_loss` into the objective's parameters, step both.
+* `gradients(loss)` + `step_with(grads)`: gradients at the current parameters without touching
+  `.grad`, then an optimiser step with given gradients (the Non-Syn VAE's two steps).
+
+Without a Fabric (`fabric=None`: tests, notebooks) it uses plain `loss.backward()` on one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaelab.errors import VaelabError
+
+__all__ = ["Updater"]
+
+
+def _grad_scaler(fabric: Any) -> Any:
+    precision = getattr(getattr(fabric, "strategy", None), "precision", None)
+    return getattr(precision, "scaler", None)
+
+
+class Updater:
+    """Optimiser steps of one run (see the module docstring).
+
+    Args:
+        model: the (Fabric-wrapped) model whose trainable parameters `optimizer` steps.
+        optimizer: the model's optimiser.
+        objective: the objective; its own optimiser comes from `configure_optimizer()`.
+        fabric: the run's Fabric, or None for a plain single-process loop.
+        name: the objective's registry name, for messages.
+        own_optimizer: the objective's optimiser instead of `objective.configure_optimizer()`.
+
+    Raises:
+        VaelabError: the objective has its own optimiser and the precision uses a GradScaler
+            (its gradients would stay scaled).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, objective: nn.Module,
+                 fabric: Any = None, name: str = "",
+                 own_optimizer: torch.optim.Optimizer | None = None) -> None:
+        self.fabric = fabric
+        self.name = name or type(objective).__name__
+        self.optimizer = optimizer
+        self.model_params = [p for p in model.parameters() if p.requires_grad]
+        self.own_params = [p for p in objective.parameters() if p.requires_grad]
+        self.own_optimizer = own_optimizer or objective.configure_optimizer()
+        self.world_size = getattr(fabric, "world_size", 1) if fabric is not None else 1
+        if self.own_optimizer is not None and _grad_scaler(fabric) is not None:
+            raise VaelabError(
+                f"objective {self.name!r} trains its own parameters, which a 16-bit GradScaler "
+                "does not support (train.precision='16-mixed'); use '32-true' or 'bf16-mixed'"
+            )
+
+    # -- the default rule -----------------------------------------------------------------------
+
+    def _backward(self, loss: Tensor, **kwargs: Any) -> None:
+        if self.fabric is None:
+            loss.backward(**kwargs)
+        else:
+            self.fabric.backward(loss, **kwargs)
+
+    def minimize(self, loss: Tensor, own_loss: Tensor | None = None) -> None:
+        """One step of the model's optimiser on `loss` (and of the objective's on `own_loss`).
+
+        With `own_loss`, each loss reaches only its own parameters (`backward(inputs=...)`), so
+        neither trains the other's parameters; add `own_loss` to `loss` to let it reach the
+        model too.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        if own_loss is None:
+            self._backward(loss)
+            self.optimizer.step()
+            return
+        if self.own_optimizer is None:
+            raise VaelabError(f"objective {self.name!r} has no optimiser of its own "
+                              "(configure_optimizer() returned None)")
+        self.own_optimizer.zero_grad(set_to_none=True)
+        self._backward(loss, inputs=self.model_params, retain_graph=True)
+        self._backward(own_loss, inputs=self.own_params)
+        self.optimizer.step()
+        self._all_reduce(self.own_params)
+        self.own_optimizer.step()
+
+    # -- custom rules ---------------------------------------------------------------------------
+
+    def gradients(self, loss: Tensor, retain_graph: bool = False) -> tuple[Tensor | None, ...]:
+        """d loss / d model parameters at the current parameters; `.grad` is left untouched.
+
+        Raises:
+            VaelabError: the precision uses a 16-bit GradScaler, which cannot scale these.
+        """
+        if _grad_scaler(self.fabric) is not None:
+            raise VaelabError(
+                f"objective {self.name!r} takes its gradients with torch.autograd.grad, which a "
+                "16-bit GradScaler cannot scale; use precision '32-true' or 'bf16-mixed'"
+            )
+        return torch.autograd.grad(loss, self.model_params, retain_graph=retain_graph,
+                                   allow_unused=True)
+
+    def step_with(self, grads: Sequence[Tensor | None]) -> None:
+        """One model-optimiser step with `grads` (zeros where a parameter got none).
+
+        `torch.autograd.grad` bypasses DDP's hooks, so the gradients are averaged over ranks here.
+        """
+        for p, g in zip(self.model_params, grads):
+            g = torch.zeros_like(p) if g is None else g.detach()
+            if self.world_size > 1:
+                g = self.fabric.all_reduce(g, reduce_op="mean")
+            p.grad = g
+        self.optimizer.step()
+        for p in self.model_params:
+            p.grad = None
+
+    def _all_reduce(self, params: Sequence[Tensor]) -> None:
+        # The objective is called directly, not through a DDP forward, so its gradients are
+        # averaged by hand.
+        if self.world_size > 1:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.copy_(self.fabric.all_reduce(p.grad, reduce_op="mean"))
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(),
+                "aux_optimizer": (self.own_optimizer.state_dict()
+                                  if self.own_optimizer is not None else None)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.own_optimizer is not None and state.get("aux_optimizer"):
+            self.own_optimizer.load_state_dict(state["aux_optimizer"])
