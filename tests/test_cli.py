@@ -23,7 +23,31 @@ def test_list_commands(capsys):
     for name in ("default", "btcvae_dsprites", "factor_celeba", "best_dsprites", "debug"):
         assert name in out
     assert main(["list", "objectives"]) == 0
-    assert capsys.readouterr().out.split() >= ["annealed_vae", "beta_tcvae", "beta_vae"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines][:3] == ["annealed_vae", "beta_tcvae", "beta_vae"]
+    assert "beta_tcvae    takes VAEOutput; models: burgess, conv, nonsyn_burgess" in lines
+    assert main(["list", "models"]) == 0
+    models = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("burgess") and "latents z: gaussian (10)" in line
+               and "objectives: annealed_vae, beta_tcvae" in line for line in models)
+
+
+def test_incompatible_pair_from_the_cli_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    from vaelab.models.vae import VAE
+    from vaelab.registry import MODELS
+
+    class Other:
+        pass
+
+    class OtherModel(VAE):
+        output_type = Other
+
+    monkeypatch.setitem(MODELS._items, "other", OtherModel)
+    code = main(["train", "--out", str(tmp_path), *TOY, "--set", "model.name=other"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot train model 'other'" in err and "Objectives for 'other': (none)" in err
+    assert not any(tmp_path.iterdir())
 
 
 def test_train_preset_with_overrides_end_to_end(tmp_path, capsys):

@@ -136,3 +136,140 @@ def test_load_run_errors(tmp_path, tiny):
     (tmp_path / "tiny" / "checkpoints" / "last.ckpt").write_bytes(b"garbage")
     with pytest.raises(vaelab.errors.VaelabError, match="cannot read checkpoint"):
         load_run(tmp_path / "tiny")
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation, early stopping, batch sources and what reaches the objective
+
+
+def test_validation_pass_on_a_holdout(tmp_path, tiny):
+    run = fit(_config(tiny, steps=12, valid_every=4, valid_holdout=0.25, keep_best=True),
+              tmp_path / "r")
+    assert run.summary["dataset_size"] == 144  # 48 of the 192 images held out
+    assert run.objective.dataset_size == 144  # beta-TCVAE's N is the training part
+    with open(tmp_path / "r" / "valid_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [4, 8, 12]
+    assert {"valid/loss", "valid/recon", "valid/tc", "valid/kl_0"} <= set(rows[0])
+    best = load_checkpoint(checkpoint_path(tmp_path / "r").with_name("best.ckpt"))
+    losses = [float(r["valid/loss"]) for r in rows]
+    assert best["step"] == 4 * (1 + int(np.argmin(losses)))
+    assert run.summary["validation"]["best_loss"] == pytest.approx(min(losses))
+    # the train log is unchanged in form: no valid columns
+    assert not any(k.startswith("valid/") for k in run.log)
+
+
+def test_validation_terms_are_the_eval_mode_average_over_the_held_out_items(tmp_path, tiny):
+    from vaelab.data.base import Batch
+
+    run = fit(_config(tiny, steps=4, valid_every=4, valid_holdout=0.25), tmp_path / "r")
+    with open(tmp_path / "r" / "valid_log.csv") as handle:
+        logged = float(next(csv.DictReader(handle))["valid/recon"])
+    held = np.sort(np.random.default_rng(3).permutation(192)[:48])  # the seed of tiny() is 3
+    dataset = run.dataset()
+    with torch.no_grad():
+        # eval mode: z = mu, so the per-item recon is deterministic; weight each of 3 batches by 16
+        recons = [run.objective.compute(run.model, Batch(dataset.batch(torch.as_tensor(chunk))),
+                                        torch.tensor(4))["recon"].item()
+                  for chunk in np.split(held, 3)]
+    assert logged == pytest.approx(np.mean(recons), rel=1e-5)
+
+
+def test_resume_with_validation_is_exact(tmp_path, tiny):
+    import signal
+
+    base = tiny(steps=12, valid_every=3, valid_holdout=0.25, early_stopping=5)
+    fit(run_config_from_dict(base), tmp_path / "straight")
+
+    class CtrlC(Callback):
+        def on_step_end(self, ctx, step):
+            if step == 7:
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(run_config_from_dict(base), tmp_path / "cut", callbacks=[CtrlC()])
+    fit(run_config_from_dict(base), tmp_path / "cut", resume=True)
+    a, b = load_run(tmp_path / "straight"), load_run(tmp_path / "cut")
+    assert torch.equal(_params(a.model), _params(b.model))
+    assert (tmp_path / "straight" / "valid_log.csv").read_text() == \
+        (tmp_path / "cut" / "valid_log.csv").read_text()
+
+
+def test_early_stopping_rule_of_the_gmvae_seed():
+    from vaelab.engine import EarlyStopping
+
+    # patience 15, delta 0.1: improvements must beat the best by more than 0.1; the 16th
+    # consecutive pass without one stops.
+    rule = EarlyStopping(15, 0.1)
+    values = [10.0, 9.0, 8.95, 8.85, *([8.9] * 14), 8.79, *([8.8] * 16)]
+    stops = [rule.update(v)[1] for v in values]
+    # 9.0 improves; 8.95 does not (only 0.05 below 9.0); 8.85 does (0.15 below), at index 3;
+    # then 14 passes of 8.9 and 8.79 (0.06 below 8.85: not enough) count 15 without one, and
+    # the next pass is the 16th.
+    assert rule.best == pytest.approx(8.85)
+    first_stop = stops.index(True)
+    assert first_stop == 3 + 16  # the 16th pass after the last improvement (index 3)
+    fresh = EarlyStopping(2)
+    assert [fresh.update(v)[1] for v in [1.0, 1.0, 1.0, 1.0]] == [False, False, False, True]
+    never = EarlyStopping(0)
+    assert not any(never.update(v)[1] for v in [1.0] * 50)  # patience 0: off
+
+
+def test_early_stopping_ends_the_run(tmp_path, tiny):
+    # a tiny learning rate and a huge delta: no pass after the first counts as an improvement
+    config = _config(tiny, steps=40, lr=1e-12, valid_every=2, valid_holdout=0.25,
+                     early_stopping=2, early_stopping_delta=1e9)
+    run = fit(config, tmp_path / "r")
+    assert run.step == 8 and run.summary["validation"]["stopped_early"] is True
+    assert load_checkpoint(checkpoint_path(tmp_path / "r"))["step"] == 8
+
+
+def test_validation_settings_are_checked(tmp_path, tiny):
+    from vaelab.config import ConfigError
+    from vaelab.data.base import DataError
+
+    with pytest.raises(ConfigError, match="keep_best needs validation passes"):
+        _config(tiny, keep_best=True)
+    with pytest.raises(ConfigError, match="valid_holdout must be in"):
+        _config(tiny, valid_holdout=1.0)
+    with pytest.raises(DataError, match="no validation split.*valid_holdout"):
+        fit(_config(tiny, valid_every=2), tmp_path / "r")
+
+
+def test_labels_and_domains_reach_the_objective(tmp_path, tiny, monkeypatch):
+    from vaelab.data.mixed import CelebAFaces
+    from vaelab.objectives.elbo import ELBO
+    from vaelab.registry import OBJECTIVES
+
+    seen = []
+
+    class Recording(ELBO):
+        def compute(self, model, batch, step):
+            seen.append((batch.index.clone(), batch.domains.clone(), batch.labels.clone()))
+            return super().compute(model, batch, step)
+
+    monkeypatch.setitem(OBJECTIVES._items, "recording", Recording)
+    domains = np.array([0] * 40 + [1] * 24)
+    images = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
+    images[40:] = 255
+    dataset = CelebAFaces(images, domains, name="celeba_faces")
+    data = tiny(steps=30, batch_size=8)
+    data.update(objective={"name": "recording"},
+                data={"name": "celeba_faces", "batches": "random", "proportion": 0.25,
+                      "image_size": 32})
+    fit(run_config_from_dict(data), tmp_path / "r", dataset=dataset)
+    index = torch.cat([s[0] for s in seen])
+    drawn = torch.cat([s[1] for s in seen])
+    assert torch.equal(drawn, torch.as_tensor(domains)[index])
+    assert torch.equal(torch.cat([s[2] for s in seen]), drawn)
+    # 240 items at P(domain 0) = 0.25: sd 0.028; a 50/50 sampler (the seed's) would give 0.5
+    assert abs((drawn == 0).float().mean().item() - 0.25) < 0.1
+
+
+def test_batches_the_dataset_cannot_draw_are_refused(tiny):
+    from vaelab.config import ConfigError
+
+    data = tiny()
+    data["data"]["batches"] = "pure"
+    with pytest.raises(ConfigError, match="data.batches.*'shuffle'"):
+        run_config_from_dict(data)

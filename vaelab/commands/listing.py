@@ -1,4 +1,8 @@
-"""`vaelab list presets|models|objectives|datasets|metrics|plots`."""
+"""`vaelab list presets|models|objectives|datasets|metrics|plots`.
+
+Models are listed with their latents and the objectives that accept their output, objectives
+with the models they can train, so an incompatible pair is visible before it is refused.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _rows(names: list[str], describe) -> None:
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {describe(name)}")
+
+
+def _model_line(name: str) -> str:
+    from vaelab.factory import compatible_objectives
+    from vaelab.registry import MODELS
+
+    cls = MODELS.get(name)
+    latents = ", ".join(spec.describe() for spec in cls(cls.config_class()).latents)
+    return f"latents {latents}; objectives: {', '.join(compatible_objectives(name))}"
+
+
+def _objective_line(name: str) -> str:
+    from vaelab.factory import compatible_models
+    from vaelab.registry import OBJECTIVES
+
+    accepts = ", ".join(t.__name__ for t in OBJECTIVES.get(name).accepts)
+    return f"takes {accepts}; models: {', '.join(compatible_models(name))}"
+
+
 def run(args: argparse.Namespace) -> int:
     import vaelab
 
@@ -20,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "presets":
         from vaelab.presets import describe_preset
 
-        width = max(map(len, names), default=0)
+        _rows(names, describe_preset)
+    elif args.kind == "models":
+        _rows(names, _model_line)
+    elif args.kind == "objectives":
+        _rows(names, _objective_line)
+    else:
         for name in names:
-            print(f"{name:<{width}}  {describe_preset(name)}")
-        return 0
-    for name in names:
-        print(name)
+            print(name)
     return 0

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from vaelab.data.base import FactorDataset
 from vaelab.errors import VaelabError
 from vaelab.metrics.ground_truth import GroundTruth, as_ground_truth, model_encoder
 from vaelab.metrics.properties import HEADLINE, SUPERVISED
@@ -217,7 +218,7 @@ def evaluate_run(
     path = Path(run.dir) / "metrics.json"
     _read_metrics(path)  # fails early on a corrupt file, before any work
     dataset = run.dataset()
-    names = resolve_metric_names(metrics, has_factors=hasattr(dataset, "factors"))
+    names = resolve_metric_names(metrics, has_factors=isinstance(dataset, FactorDataset))
     truth = as_ground_truth(model_encoder(run.model), dataset, batch_size=batch_size)
     if progress:
         print(f"evaluating {run.dir} on {getattr(dataset, 'name', '')} "
