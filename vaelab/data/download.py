@@ -121,8 +121,11 @@ def _stamp_matches(path: Path, digest: str) -> bool:
     return record == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "digest": digest}
 
 
-def verify(resource: Resource, path: Path) -> str | None:
+def verify(resource: Resource, path: Path, stamp: bool = True) -> str | None:
     """Checks a file against the resource's size and checksum.
+
+    `stamp=False` writes no `.verified` stamp beside it (for files outside vaelab's data folder:
+    an import never writes into the folder it reads from).
 
     Returns:
         None when the file matches, otherwise the reason it does not (for messages).
@@ -136,7 +139,8 @@ def verify(resource: Resource, path: Path) -> str | None:
     actual = file_digest(path, algorithm)
     if actual != expected:
         return f"{algorithm} {actual}, expected {expected}"
-    _write_stamp(path, expected)
+    if stamp:
+        _write_stamp(path, expected)
     return None
 
 
@@ -302,7 +306,7 @@ def import_resources(
                 f"{dataset}: {resource.filename} not found under {source}\n"
                 + missing_message(dataset, folder, [resource])
             )
-        problem = verify(resource, candidates[0])
+        problem = verify(resource, candidates[0], stamp=False)
         if problem:
             raise DataError(f"{dataset}: {candidates[0]} does not match: {problem}")
         tmp = target.with_name(f".{target.name}.{os.getpid()}.part")

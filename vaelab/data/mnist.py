@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab.data.base import DataConfig, DataError, ImageDataset, data_home, no_valid_split
+from vaelab.data.base import DataConfig, DataError, ImageDataset, data_home
 from vaelab.data.download import Resource, fetch_all, import_resources
 from vaelab.registry import DATASETS
 
@@ -129,11 +129,15 @@ class MNISTConfig(DataConfig):
     """Options of `mnist` and `fashion_mnist`."""
 
     image_size: int = 32  # 28: original; 32: bilinear upsampling, as the disvae seed (Burgess)
+    valid_size: int = 0  # training images held out as split="valid" (the GMVAE seed: 11000);
+    #                      0: no validation split, "train" is all 60,000
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 8 <= self.image_size <= 256:
             raise ValueError(f"image_size must be in [8, 256], got {self.image_size}")
+        if not 0 <= self.valid_size < 60000:
+            raise ValueError(f"valid_size must be in [0, 60000), got {self.valid_size}")
 
 
 @DATASETS.register("mnist")
@@ -156,14 +160,24 @@ class MNIST(ImageDataset):
     @classmethod
     def load(cls, config: MNISTConfig | None = None) -> MNIST:
         config = config or MNISTConfig()
-        if config.split == "valid":
-            raise no_valid_split(cls.name)
+        if config.split == "valid" and not config.valid_size:
+            raise DataError(f"{cls.name} has no validation split unless data.valid_size > 0 "
+                            "holds some training images out (the GMVAE seed: 11000), or use "
+                            "train.valid_holdout")
         folder = data_home(config.root or None) / cls.name
-        image_path, label_path = fetch_all(cls._split_files(config.split), folder, dataset=cls.name)
+        file_split = "test" if config.split == "test" else "train"
+        image_path, label_path = fetch_all(cls._split_files(file_split), folder, dataset=cls.name)
         images = read_idx(image_path, expected_ndim=3)
         labels = read_idx(label_path, expected_ndim=1)
         if len(images) != len(labels):
             raise DataError(f"{cls.name}: {len(images)} images but {len(labels)} labels")
+        if file_split == "train" and config.valid_size:
+            # A fixed permutation (seed 0): its first valid_size images are "valid" (the seed
+            # shuffles its 55,000 and takes the first 11,000).
+            order = np.random.default_rng(0).permutation(len(images))
+            keep = order[:config.valid_size] if config.split == "valid" else order[config.valid_size:]
+            keep = np.sort(keep)
+            images, labels = images[keep], labels[keep]
         if config.limit:
             images, labels = images[: config.limit], labels[: config.limit]
         images = resize_images(images, config.image_size)

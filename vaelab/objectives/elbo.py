@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vaelab.distributions import gaussian_log_likelihood
 from vaelab.models.vae import VAEOutput
 from vaelab.objectives.base import Objective
 from vaelab.objectives.terms import (
@@ -46,18 +47,37 @@ __all__ = [
 ]
 
 
-def elbo_terms(out: VAEOutput, x: Tensor, likelihood: str) -> dict[str, Tensor]:
+#: `normal`: N(x; sigmoid(logits), variance) with its normaliser (the VAE-GMVAE seed's, whose
+#: `--sigma` is this variance); only the `vae` and `beta_vae` objectives take it.
+NORMAL = "normal"
+
+
+def elbo_terms(out: VAEOutput, x: Tensor, likelihood: str,
+               variance: float = 0.0) -> dict[str, Tensor]:
     """recon (batch-mean -log p(x|z)), the batch-mean KL and its per-dimension parts.
 
     Args:
         out: The model's forward pass on `x`.
         x: Images in [0, 1], shape (B, C, H, W).
-        likelihood: One of `terms.LIKELIHOODS`.
+        likelihood: One of `terms.LIKELIHOODS`, or "normal" (with `variance`).
+        variance: the variance of the "normal" likelihood.
 
     Returns:
         `{"recon", "kl", "kl_0", ..., "kl_{D-1}"}`, 0-d tensors.
     """
-    return {"recon": reconstruction_loss(out.logits, x, likelihood), **kl_terms(out.mu, out.logvar)}
+    if likelihood == NORMAL:
+        recon = -gaussian_log_likelihood(x, torch.sigmoid(out.logits), variance)
+    else:
+        recon = reconstruction_loss(out.logits, x, likelihood)
+    return {"recon": recon, **kl_terms(out.mu, out.logvar)}
+
+
+def _check_likelihood(likelihood: str, variance: float) -> None:
+    if likelihood == NORMAL:
+        if variance <= 0:
+            raise ValueError(f"likelihood 'normal' needs a variance > 0, got {variance}")
+        return
+    check_likelihood(likelihood)
 
 
 def _check_nonnegative(name: str, value: float) -> None:
@@ -69,11 +89,12 @@ def _check_nonnegative(name: str, value: float) -> None:
 class ELBOConfig:
     """The plain ELBO."""
 
-    likelihood: str = "bernoulli"  # "bernoulli" | "laplace" | "gaussian"
+    likelihood: str = "bernoulli"  # "bernoulli" | "laplace" | "gaussian" | "normal"
     warmup_steps: int = 0  # linear KL warm-up length; 0: none (the seed's "VAE" uses 10000)
+    variance: float = 0.1  # variance of the "normal" likelihood (the VAE-GMVAE seed's sigma)
 
     def __post_init__(self) -> None:
-        check_likelihood(self.likelihood)
+        _check_likelihood(self.likelihood, self.variance)
         _check_nonnegative("warmup_steps", self.warmup_steps)
 
 
@@ -81,12 +102,13 @@ class ELBOConfig:
 class BetaVAEConfig:
     """beta-VAE (Higgins et al., 2017): the KL weighted by beta."""
 
-    likelihood: str = "bernoulli"  # "bernoulli" | "laplace" | "gaussian"
+    likelihood: str = "bernoulli"  # "bernoulli" | "laplace" | "gaussian" | "normal"
     beta: float = 4.0  # weight of the KL, >= 0
     warmup_steps: int = 0  # linear warm-up of the KL weight; 0: none (seed ini: 10000)
+    variance: float = 0.1  # variance of the "normal" likelihood (the VAE-GMVAE seed's sigma)
 
     def __post_init__(self) -> None:
-        check_likelihood(self.likelihood)
+        _check_likelihood(self.likelihood, self.variance)
         _check_nonnegative("beta", self.beta)
         _check_nonnegative("warmup_steps", self.warmup_steps)
 
@@ -120,7 +142,7 @@ class ELBO(Objective):
         super().__init__(config)
 
     def forward(self, out: VAEOutput, x: Tensor, step: Tensor) -> dict[str, Tensor]:
-        terms = elbo_terms(out, x, self.config.likelihood)
+        terms = elbo_terms(out, x, self.config.likelihood, self.config.variance)
         weight = linear_warmup(step, self.config.warmup_steps if self.training else 0)
         return {"loss": terms["recon"] + weight * terms["kl"], **terms, "warmup": weight}
 
@@ -136,7 +158,7 @@ class BetaVAE(Objective):
         super().__init__(config)
 
     def forward(self, out: VAEOutput, x: Tensor, step: Tensor) -> dict[str, Tensor]:
-        terms = elbo_terms(out, x, self.config.likelihood)
+        terms = elbo_terms(out, x, self.config.likelihood, self.config.variance)
         weight = linear_warmup(step, self.config.warmup_steps if self.training else 0)
         loss = terms["recon"] + weight * self.config.beta * terms["kl"]
         return {"loss": loss, **terms, "warmup": weight}

@@ -8,6 +8,7 @@ from vaelab.viz import (  # noqa: F401
     latents,
     losses,
     plots,
+    clusters,
     report,
     summary,
     training_gif,

@@ -201,7 +201,7 @@ def project_latents(means: np.ndarray, method: str, seed: int = 0) -> np.ndarray
     """2-D projection (N, 2) of posterior means (N, D) by "pca" or "tsne" (scikit-learn).
 
     t-SNE uses PCA initialisation and perplexity min(30, (N - 1) / 3); a single latent dimension
-    is returned as (value, 0).
+    is returned as (value, 0), identical points as (0, 0).
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -209,6 +209,10 @@ def project_latents(means: np.ndarray, method: str, seed: int = 0) -> np.ndarray
     n, d = means.shape
     if d == 1:
         return np.concatenate([means, np.zeros_like(means)], axis=1)
+    if np.ptp(means, axis=0).max() <= 1e-12 * max(1.0, float(np.abs(means).max())):
+        # every point is the same (a collapsed latent): nothing to project, and scikit-learn's
+        # Barnes-Hut t-SNE crashes on constant input
+        return np.zeros((n, 2))
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(means)
     if method == "tsne":

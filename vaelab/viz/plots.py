@@ -104,11 +104,22 @@ class PlotKind:
     make: Callable[[Run, PlotOptions], dict[str, Content]]
     needs_factors: bool = False
     needs_log: bool = False
+    needs_clusters: bool = False
+    in_all: bool = True  # made by "all" (where it applies)
     description: str = ""
 
 
 def _register(kind: PlotKind) -> PlotKind:
     return PLOTS.register(kind.name)(kind)
+
+
+EXTRA_KINDS: list[PlotKind] = []
+
+
+def register_kind(kind: PlotKind) -> PlotKind:
+    """Registers a plot kind defined in another module (it runs after the built-in ones)."""
+    EXTRA_KINDS.append(kind)
+    return _register(kind)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -424,7 +435,7 @@ for _kind in KINDS:
 
 def plot_kind_order() -> list[str]:
     """Kind names in the order `all` runs them."""
-    return [k.name for k in KINDS if k.name in PLOTS]
+    return [k.name for k in [*KINDS, *EXTRA_KINDS] if k.name in PLOTS]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -493,6 +504,8 @@ def make_plots(
             if kind.needs_factors and not isinstance(dataset, FactorDataset):
                 continue
             if kind.needs_log and not run.log:
+                continue
+            if (kind.needs_clusters and not run.model.num_clusters) or not kind.in_all:
                 continue
             selected.append(kind)
     folder = Path(out_dir) if out_dir else run.dir / "plots"

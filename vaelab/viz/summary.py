@@ -40,6 +40,7 @@ def write_training_pictures(
     * reconstructions.png: 2 rows x 8 columns, random dataset images above the decoded posterior
       means of their codes (the Non-Syn / UG-VAE "rows" layout).
     * samples.png: 8 x 8 decoded prior samples.
+    * cluster_samples.png (mixture models): one row of 8 prior samples per cluster.
     * losses.png: every term of `log` over `log["step"]` (`plot_losses`).
 
     Args:
@@ -65,6 +66,12 @@ def write_training_pictures(
             recon = model.reconstruct(x).float().cpu()
             samples = decode(model, prior_codes(model, SAMPLE_ROWS * SAMPLE_COLUMNS, generator))
             samples = samples.cpu()
+            per_cluster = None
+            if model.num_clusters:  # one row of samples per cluster
+                per_cluster = torch.cat([
+                    decode(model, {"z": model.sample_prior(SAMPLE_COLUMNS, generator,
+                                                           component=k)["z"]}).cpu()
+                    for k in range(model.num_clusters)])
     finally:
         model.train(was_training)
     originals = x.float().cpu()
@@ -74,6 +81,9 @@ def write_training_pictures(
         "reconstructions.png": image_grid(torch.cat([originals, recon]), 2, n, pad_value=pad_value),
         "samples.png": image_grid(samples, SAMPLE_ROWS, SAMPLE_COLUMNS, pad_value=pad_value),
     }
+    if per_cluster is not None:
+        pictures["cluster_samples.png"] = image_grid(per_cluster, model.num_clusters,
+                                                     SAMPLE_COLUMNS, pad_value=pad_value)
     for name, grid in pictures.items():
         atomic_write_bytes(run_dir / name, pil_to_png(to_pil(grid)))
         paths.append(run_dir / name)

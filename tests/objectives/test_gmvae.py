@@ -1,0 +1,193 @@
+"""The GMVAE objective term by term against torch.distributions, its options, and the models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+from vaelab.data.base import Batch
+from vaelab.factory import create_model, create_objective
+from vaelab.models.gmvae import GMVAEConfig, GMVAEOutput, dense_net
+from vaelab.objectives.gmvae import GMVAEObjectiveConfig, conditional_prior_term
+
+
+def _output(B=4, K=3, Dz=2, Dw=2, seed=0, samples=1) -> GMVAEOutput:
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    return GMVAEOutput(mu_z=r(B, Dz), logvar_z=r(B, Dz) * 0.3, mu_w=r(B, Dw), logvar_w=r(B, Dw) * 0.3,
+                       z=r(samples * B, Dz), w=r(samples * B, Dw), cluster_logits=r(samples * B, K),
+                       prior_mu=r(samples * B, K, Dz), prior_logvar=r(samples * B, K, Dz) * 0.3,
+                       logits=r(samples * B, 1, 2, 2), samples=samples)
+
+
+def _normal(mu, logvar):
+    return D.Independent(D.Normal(mu, (0.5 * logvar).exp()), 1)
+
+
+def test_cp_sample_estimator_is_the_log_ratio_with_full_densities():
+    out = _output()
+    pi = torch.softmax(out.cluster_logits, -1)
+    log_q = _normal(out.mu_z, out.logvar_z).log_prob(out.z)
+    log_p = _normal(out.prior_mu, out.prior_logvar).log_prob(out.z[:, None])  # (B, K)
+    expected = log_q - (pi * log_p).sum(-1)
+    torch.testing.assert_close(conditional_prior_term(out, pi, "sample"), expected)
+
+
+def test_cp_analytic_is_the_pi_weighted_gaussian_kl():
+    out = _output(seed=1)
+    pi = torch.softmax(out.cluster_logits, -1)
+    kl = D.kl_divergence(_normal(out.mu_z[:, None], out.logvar_z[:, None]),
+                         _normal(out.prior_mu, out.prior_logvar))  # (B, K)
+    torch.testing.assert_close(conditional_prior_term(out, pi, "analytic"), (pi * kl).sum(-1))
+
+
+def test_every_term_against_torch_distributions():
+    out = _output(seed=2)
+    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    objective = create_objective("gmvae", sigma=0.05)
+    terms = objective(out, x, torch.tensor(1))
+    mean = torch.sigmoid(out.logits)
+    recon = -D.Normal(mean, math.sqrt(0.05)).log_prob(x).sum((1, 2, 3)).mean()
+    pi = D.Categorical(logits=out.cluster_logits)
+    kl_y = D.kl_divergence(pi, D.Categorical(probs=torch.full((4, 3), 1 / 3.0))).mean()
+    kl_w = D.kl_divergence(_normal(out.mu_w, out.logvar_w),
+                           _normal(torch.zeros(4, 2), torch.zeros(4, 2))).mean()
+    cp = conditional_prior_term(out, pi.probs, "sample").mean()
+    for name, value in (("recon", recon), ("kl_y", kl_y), ("kl_w", kl_w), ("cp", cp)):
+        torch.testing.assert_close(terms[name], value, msg=name)
+    torch.testing.assert_close(terms["loss"], recon + cp + kl_w + kl_y)
+    bernoulli = create_objective("gmvae", likelihood="bernoulli")(out, x, torch.tensor(1))
+    expected = -D.Bernoulli(logits=out.logits, validate_args=False).log_prob(x).sum((1, 2, 3))
+    torch.testing.assert_close(bernoulli["recon"], expected.mean())
+
+
+def test_y_prior_known_values_and_the_reverse_kl_of_the_old_seed():
+    out = _output()
+    out.cluster_logits = torch.zeros(4, 3, dtype=torch.float64)  # uniform pi
+    x = torch.rand(4, 1, 2, 2, dtype=torch.float64)
+    assert create_objective("gmvae")(out, x, torch.tensor(1))["kl_y"].item() == \
+        pytest.approx(0.0, abs=1e-12)
+    out.cluster_logits = torch.tensor([[60.0, 0, 0]] * 4, dtype=torch.float64)  # one-hot
+    assert create_objective("gmvae")(out, x, torch.tensor(1))["kl_y"].item() == \
+        pytest.approx(math.log(3), abs=1e-6)
+    out = _output(seed=4)
+    reverse = create_objective("gmvae", y_prior="reverse")(out, x, torch.tensor(1))["kl_y"]
+    pi = D.Categorical(logits=out.cluster_logits)
+    expected = D.kl_divergence(D.Categorical(probs=torch.full((4, 3), 1 / 3.0)), pi).mean()
+    torch.testing.assert_close(reverse, expected)
+
+
+def test_minimum_information_constraint_is_a_floor_on_the_y_prior_term():
+    out = _output(seed=5)
+    x = torch.rand(4, 1, 2, 2, dtype=torch.float64)
+    plain = create_objective("gmvae")(out, x, torch.tensor(1))
+    kl_y = plain["kl_y"].item()
+    high = create_objective("gmvae", min_information=kl_y + 1.0)(out, x, torch.tensor(1))
+    assert high["loss"].item() == pytest.approx(plain["loss"].item() + 1.0)
+    low = create_objective("gmvae", min_information=kl_y / 2)(out, x, torch.tensor(1))
+    assert low["loss"].item() == pytest.approx(plain["loss"].item())
+
+
+def test_noisy_reconstruction_costs_half_a_nat_per_pixel_on_average():
+    # E[(mu + sqrt(s) eps - x)^2] / (2 s) - (mu - x)^2 / (2 s) = 1/2 per pixel: D/2 per image.
+    torch.manual_seed(0)
+    out = _output(B=2000)
+    out.logits = torch.zeros(2000, 1, 2, 2, dtype=torch.float64)
+    x = torch.full((2000, 1, 2, 2), 0.5, dtype=torch.float64)
+    clean = create_objective("gmvae", sigma=0.01)(out, x, torch.tensor(1))["recon"]
+    noisy = create_objective("gmvae", sigma=0.01, noisy_reconstruction=True)(
+        out, x, torch.tensor(1))["recon"]
+    # sd of the mean over 8000 chi-square(1)/2 pixels, x4 per image: 4 * sqrt(0.5 / 8000) = 0.03
+    assert (noisy - clean).item() == pytest.approx(4 * 0.5, abs=0.15)
+
+
+def test_samples_average_over_draws():
+    torch.manual_seed(0)
+    model = create_model("gmvae", image_height=4, image_width=4, z_dim=2, w_dim=2, K=3)
+    x = torch.rand(5, 1, 4, 4)
+    out = model(x, samples=3)
+    assert out.z.shape == (15, 2) and out.logits.shape == (15, 1, 4, 4) and out.samples == 3
+    assert torch.equal(out.mu_z, model.q_z(x)[0])
+    terms = create_objective("gmvae", samples=3).compute(model, Batch(x), torch.tensor(1))
+    assert all(torch.isfinite(v) for v in terms.values())
+    model.eval()
+    assert model(x, samples=3).samples == 1  # eval: the posterior means
+
+
+def test_bayes_cluster_posterior_is_bayes_rule():
+    torch.manual_seed(0)
+    model = create_model("gmvae", image_height=4, image_width=4, z_dim=2, w_dim=2, K=3,
+                         cluster_posterior="bayes")
+    assert model.y_net is None
+    w, z = torch.randn(6, 2), torch.randn(6, 2)
+    mu, logvar = model.prior_heads(w)
+    likelihood = _normal(mu.double(), logvar.double()).log_prob(z[:, None].double()).exp()
+    expected = likelihood / likelihood.sum(-1, keepdim=True)  # uniform p(y) cancels
+    got = torch.softmax(model.cluster_logits(w, z), -1).double()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dense_net_depth_semantics_and_cnn_shapes():
+    assert len([m for m in dense_net(4, 2, 8, 1, 0.0) if isinstance(m, torch.nn.Linear)]) == 1
+    assert len([m for m in dense_net(4, 2, 8, 2, 0.0) if isinstance(m, torch.nn.Linear)]) == 2
+    for height, width in ((28, 28), (28, 20)):
+        model = create_model("gmvae", architecture="cnn", image_height=height, image_width=width)
+        x = torch.rand(2, 1, height, width)
+        assert model(x).logits.shape == (2, 1, height, width)
+        assert model.q_z.hidden.in_features == 64 * math.ceil(height / 8) * math.ceil(width / 8)
+        vae = create_model("seed_vae", architecture="cnn", image_height=height, image_width=width)
+        assert vae(x).logits.shape == (2, 1, height, width)
+
+
+def test_sample_prior_of_a_component_and_cluster():
+    torch.manual_seed(0)
+    model = create_model("gmvae", image_height=4, image_width=4, z_dim=2, w_dim=2, K=3).eval()
+    drawn = model.sample_prior(4000, torch.Generator().manual_seed(1), component=2)
+    assert (drawn["y"] == 2).all()
+    mu, logvar = model.prior_heads(drawn["w"])
+    # standardised residuals of component 2 are N(0, 1): mean within 4 sd of 1/sqrt(8000)
+    residual = (drawn["z"] - mu[:, 2]) / torch.exp(0.5 * logvar[:, 2])
+    assert abs(residual.mean().item()) < 0.05 and abs(residual.std().item() - 1) < 0.05
+    x = torch.rand(3, 1, 4, 4)
+    expected = model.y_net(torch.cat([model.q_w(x)[0], model.q_z(x)[0]], -1)).argmax(-1)
+    assert torch.equal(model.cluster(x), expected)
+    with pytest.raises(ValueError, match="component must be in 0..2"):
+        model.sample_prior(2, component=3)
+
+
+def test_dropout_is_active_in_train_mode_only():
+    model = create_model("gmvae", image_height=4, image_width=4, dropout=0.5)
+    x = torch.rand(8, 1, 4, 4)
+    model.train()
+    assert not torch.equal(model.q_z(x)[0], model.q_z(x)[0])
+    model.eval()
+    assert torch.equal(model.q_z(x)[0], model.q_z(x)[0])
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"K": 1}, "K must be >= 2"),
+    ({"architecture": "cnn", "image_height": 30}, "divisible by 4"),
+    ({"cluster_posterior": "em"}, "cluster_posterior"),
+    ({"dropout": 1.0}, "dropout"),
+])
+def test_model_config_errors(options, match):
+    with pytest.raises(ValueError, match=match):
+        GMVAEConfig(**options)
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"sigma": 0.0}, "variance"),
+    ({"samples": 0}, "samples"),
+    ({"cp_estimator": "exact"}, "cp_estimator"),
+    ({"y_prior": "both"}, "y_prior"),
+    ({"likelihood": "bernoulli", "noisy_reconstruction": True}, "gaussian likelihood only"),
+])
+def test_objective_config_errors(options, match):
+    with pytest.raises(ValueError, match=match):
+        GMVAEObjectiveConfig(**options)

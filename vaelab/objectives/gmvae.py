@@ -1,0 +1,153 @@
+"""The GMVAE objective: the negative ELBO of the VAE-GMVAE seed, with its mistakes fixed.
+
+Dilokthanakul et al. (arXiv 1611.02648), eq. 4-6, and psanch21/VAE-GMVAE (spec `gmvae.md` §3).
+Per image, averaged over the batch and over the S = `samples` draws of (w, z):
+
+    recon = -log p(x | z)                                         reconstruction
+    cp    = E_pi[ log q(z|x) - log p(z | w, y) ]                  conditional prior
+    kl_w  = KL( q(w|x) || N(0, I) )                               w-prior (closed form)
+    kl_y  = KL( pi || Uniform(K) ) = sum_k pi_k log pi_k + log K  y-prior (the paper's z-prior)
+    loss  = recon + cp + kl_w + max(kl_y, lambda)
+
+with pi = p(y | w, z) from the model (a learned network, or Bayes' rule: `GMVAE.cluster_posterior`).
+
+Choices and the seed's behaviour (each an option, each tested):
+
+* `likelihood`: "gaussian" is N(x; sigmoid(logits), sigma) with `sigma` the **variance**, as the
+  seed's `--sigma` (its name notwithstanding), including the normaliser D/2 log(2 pi sigma) that the
+  seed drops (a constant: gradients are the seed's); "bernoulli" is the Bernoulli likelihood.
+* `noisy_reconstruction=True` is the seed's reconstruction on a noisy sample
+  x~ = mu + sqrt(sigma) eps (spec §3.1): its expected value is higher by D/2 and its gradient noisier.
+  The default uses the decoder mean.
+* `cp_estimator`: "sample" is the seed's one-sample log-ratio at the sampled z (the Gaussian
+  constants cancel as sum_k pi_k = 1); "analytic" is sum_k pi_k KL(q(z|x) || p(z|w, y=k)), the
+  paper's form, with lower variance.
+* `y_prior`: "forward" is the KL above (the seed since 426e592); "reverse" is KL(Uniform || pi),
+  the seed before that commit. The seed adds 1e-10 inside its logs; log-softmax is used here.
+* `min_information` = lambda > 0 is the paper's minimum-information constraint against cluster
+  degeneracy (a free-bits threshold on the batch-mean y-prior term); 0 (the seed): none.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaelab.distributions import (
+    DiagonalGaussian,
+    bernoulli_log_likelihood,
+    gaussian_log_likelihood,
+    kl_categorical_uniform,
+    kl_normal_normal,
+)
+from vaelab.models.gmvae import GMVAEOutput
+from vaelab.objectives.base import Objective
+from vaelab.registry import OBJECTIVES
+
+__all__ = ["GMVAEObjective", "GMVAEObjectiveConfig"]
+
+LIKELIHOODS = ("gaussian", "bernoulli")
+CP_ESTIMATORS = ("sample", "analytic")
+Y_PRIORS = ("forward", "reverse")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GMVAEObjectiveConfig:
+    """The GMVAE's negative ELBO; see the module docstring."""
+
+    likelihood: str = "gaussian"  # "gaussian" (variance sigma, the seed) | "bernoulli"
+    sigma: float = 0.1  # the Gaussian likelihood's VARIANCE (the seed's --sigma; its examples 0.001)
+    noisy_reconstruction: bool = False  # the seed's recon on mu + sqrt(sigma) eps
+    cp_estimator: str = "sample"  # "sample" (seed) | "analytic" (Dilokthanakul et al.)
+    samples: int = 1  # M Monte Carlo draws of (w, z) per image
+    min_information: float = 0.0  # lambda of the minimum-information constraint (0: off)
+    y_prior: str = "forward"  # "forward" KL(pi || U) | "reverse" KL(U || pi) (the seed < 2020)
+
+    def __post_init__(self) -> None:
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if self.sigma <= 0:
+            raise ValueError(f"sigma (a variance) must be > 0, got {self.sigma}")
+        if self.cp_estimator not in CP_ESTIMATORS:
+            raise ValueError(f"cp_estimator must be one of {CP_ESTIMATORS}, got "
+                             f"{self.cp_estimator!r}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.min_information < 0:
+            raise ValueError(f"min_information must be >= 0, got {self.min_information}")
+        if self.y_prior not in Y_PRIORS:
+            raise ValueError(f"y_prior must be one of {Y_PRIORS}, got {self.y_prior!r}")
+        if self.noisy_reconstruction and self.likelihood != "gaussian":
+            raise ValueError("noisy_reconstruction applies to the gaussian likelihood only")
+
+
+def conditional_prior_term(out: GMVAEOutput, pi: Tensor, estimator: str) -> Tensor:
+    """cp per draw, (S B,): E_pi[log q(z|x) - log p(z|w, y)] (see the module docstring)."""
+    mu_z = out.mu_z.repeat(out.samples, 1)  # (S B, Dz)
+    logvar_z = out.logvar_z.repeat(out.samples, 1)
+    if estimator == "analytic":
+        kl = _kl_per_component(mu_z, logvar_z, out.prior_mu, out.prior_logvar)  # (S B, K)
+        return (pi * kl).sum(-1)
+    log_q = DiagonalGaussian(mu_z, logvar_z).log_prob(out.z)  # (S B,)
+    log_p = DiagonalGaussian(out.prior_mu, out.prior_logvar).log_prob(out.z[:, None, :])  # (S B, K)
+    return log_q - (pi * log_p).sum(-1)
+
+
+def _kl_per_component(mu_z: Tensor, logvar_z: Tensor, prior_mu: Tensor,
+                      prior_logvar: Tensor) -> Tensor:
+    """KL(q(z|x) || p(z|w, y=k)) for every k, (S B, K)."""
+    rows, components, dim = prior_mu.shape
+    kl = kl_normal_normal(
+        mu_z[:, None].expand(rows, components, dim).reshape(-1, dim),
+        logvar_z[:, None].expand(rows, components, dim).reshape(-1, dim),
+        prior_mu.reshape(-1, dim), prior_logvar.reshape(-1, dim), reduction="none")
+    return kl.view(rows, components)
+
+
+@OBJECTIVES.register("gmvae")
+class GMVAEObjective(Objective):
+    """recon + cp + kl_w + max(kl_y, lambda), the GMVAE's negative ELBO (module docstring)."""
+
+    config_class = GMVAEObjectiveConfig
+    accepts = (GMVAEOutput,)
+
+    def __init__(self, config: GMVAEObjectiveConfig = GMVAEObjectiveConfig()) -> None:
+        super().__init__(config)
+
+    def compute(self, model: nn.Module, batch: Any, step: Tensor) -> dict[str, Tensor]:
+        return self(model(batch.x, samples=self.config.samples), batch.x, step)
+
+    def _log_likelihood(self, logits: Tensor, x: Tensor) -> Tensor:
+        """log p(x | z) per draw, (S B,)."""
+        config = self.config
+        if config.likelihood == "bernoulli":
+            return bernoulli_log_likelihood(logits, x, reduction="none")
+        mean = torch.sigmoid(logits)
+        if config.noisy_reconstruction:
+            mean = mean + math.sqrt(config.sigma) * torch.randn_like(mean)
+        return gaussian_log_likelihood(x, mean, config.sigma, reduction="none")
+
+    def forward(self, out: GMVAEOutput, x: Tensor, step: Tensor) -> dict[str, Tensor]:
+        config = self.config
+        samples = out.samples
+        x_rep = x.repeat(samples, *([1] * (x.dim() - 1)))  # (S B, C, H, W), sample-major
+        recon = -self._log_likelihood(out.logits, x_rep).mean()
+        log_pi = torch.log_softmax(out.cluster_logits, dim=-1)  # (S B, K)
+        pi = log_pi.exp()
+        cp = conditional_prior_term(out, pi, config.cp_estimator).mean()
+        kl_w = kl_normal_normal(out.mu_w, out.logvar_w)
+        if config.y_prior == "forward":
+            kl_y = kl_categorical_uniform(out.cluster_logits)
+        else:  # KL(U || pi) = -log K - (1/K) sum_k log pi_k
+            kl_y = (-math.log(log_pi.shape[-1]) - log_pi.mean(-1)).mean()
+        y_term = torch.clamp(kl_y, min=config.min_information) if config.min_information else kl_y
+        loss = recon + cp + kl_w + y_term
+        # utilised clusters in the batch: how many components receive an argmax (detached)
+        used = torch.zeros(pi.shape[-1], device=pi.device).index_fill_(
+            0, pi.argmax(-1), 1.0).sum()
+        return {"loss": loss, "recon": recon, "cp": cp, "kl_w": kl_w, "kl_y": kl_y,
+                "clusters_used": used.detach()}
