@@ -163,6 +163,8 @@ def test_import_resources_copies_and_verifies(tmp_path):
     (source / "file.bin").write_bytes(PAYLOAD)
     (path,) = import_resources([_resource()], tmp_path / "downloads", tmp_path / "data")
     assert path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in source.iterdir()) == ["file.bin"]  # nothing written beside it
+    assert (tmp_path / "data" / "file.bin.verified").is_file()  # the copy is stamped
     (source / "file.bin").write_bytes(b"wrong")
     (tmp_path / "data" / "file.bin").unlink()
     with pytest.raises(DataError, match="does not match"):
