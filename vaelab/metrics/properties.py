@@ -30,9 +30,10 @@ NEEDS_GRID: frozenset[str] = frozenset()
 # Same scores after permuting the latent dimensions.
 PERMUTATION_INVARIANT = frozenset(SUPERVISED | UNSUPERVISED)
 # Same scores after multiplying any latent by a positive constant (mig_chen: together with its
-# posterior; factor_vae_score: for latents that stay above the pruning threshold).
+# posterior; factor_vae_score: for latents that stay above the pruning threshold). sap and
+# beta_vae_score are, as in disentanglement_lib, not: only with their scaling="standardize".
 RESCALING_INVARIANT = frozenset({
-    "mig", "mig_chen", "aam", "factor_vae_score", "beta_vae_score", "dci", "dci_fast", "sap",
+    "mig", "mig_chen", "aam", "factor_vae_score", "dci", "dci_fast",
     "modularity_explicitness", "gaussian_total_correlation", "mutual_info_score",
 })
 # Score keys that lie in [0, 1], per metric.
