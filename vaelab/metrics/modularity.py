@@ -83,7 +83,8 @@ def compute_modularity_explicitness(
     binned = discretize(truth.binned_codes(x_train, bin_dtype), num_bins)
     modularity = modularity_from_mi(mutual_information(binned, y_train))
     scaler = StandardScaler().fit(x_train)
-    s_train, s_test = scaler.transform(x_train), scaler.transform(x_test)
+    s_train = scaler.transform(x_train)
+    s_test = scaler.transform(x_test) if len(x_test) else x_test  # num_test=0: no test scores
     train_auc, test_auc = [], []
     for k in range(y_train.shape[1]):
         if len(np.unique(y_train[:, k])) < 2:
@@ -98,5 +99,6 @@ def compute_modularity_explicitness(
     return {
         "modularity": modularity,
         "explicitness_train": float(np.nanmean(train_auc)) if train_auc else float("nan"),
-        "explicitness_test": float(np.nanmean(test_auc)) if test_auc else float("nan"),
+        "explicitness_test": (float(np.nanmean(test_auc))
+                              if np.isfinite(test_auc).any() else float("nan")),
     }

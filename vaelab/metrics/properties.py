@@ -49,7 +49,6 @@ BOUNDED_0_1 = {
     "sap": ("sap",),
     "modularity_explicitness": ("modularity", "explicitness_test"),
     "irs": ("irs",),
-    "mutual_info_score": (),
     "clustering": ("clustering.nmi", "clustering.accuracy"),
 }
 # The score a one-line summary shows for each metric.
