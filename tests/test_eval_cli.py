@@ -128,7 +128,7 @@ def test_default_metrics_are_registered_and_unsupervised_without_factors():
     assert set(DEFAULT_METRICS) <= set(METRICS.names())
     assert resolve_metric_names("default", has_factors=False) == [
         "gaussian_total_correlation", "gaussian_wasserstein_correlation", "mutual_info_score",
-        "active_units"]
+        "active_units", "kl_decomposition"]
 
 
 def test_cli_eval_prints_table_and_writes_metrics(run_dir, capsys):

@@ -6,11 +6,12 @@ import math
 
 import pytest
 import torch
+from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from vaelab.data.base import Batch
 from vaelab.errors import VaelabError
 from vaelab.factory import create_objective
-from vaelab.models.vae import VAE, BurgessConfig
+from vaelab.models.vae import VAE, BurgessConfig, VAEOutput
 from vaelab.objectives.factor import Discriminator, FactorVAEConfig, permute_dims
 from vaelab.optim import Updater
 
@@ -161,3 +162,69 @@ def test_errors():
 def test_config_validation(options, match):
     with pytest.raises(ValueError, match=match):
         FactorVAEConfig(**options)
+
+
+# --- known answers for every term, against torch.distributions and a hand-made discriminator ----
+
+class _LinearLogits(torch.nn.Module):
+    """Logits (joint, permuted) = (z @ a, z @ b): a discriminator whose outputs are hand-checkable."""
+
+    def __init__(self, a, b):
+        super().__init__()
+        self.a, self.b = torch.tensor(a), torch.tensor(b)
+
+    def forward(self, z):
+        return torch.stack([z @ self.a, z @ self.b], dim=-1)
+
+
+def _known_output(b=6, d=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    # The two halves differ strongly, so terms from the wrong half (or the whole batch) differ.
+    mu = torch.randn(b, d, generator=gen) + torch.arange(b)[:, None].float()
+    logvar = 0.3 * torch.randn(b, d, generator=gen)
+    z = mu + 0.5 * torch.randn(b, d, generator=gen)
+    logits = torch.randn(b, 1, 2, 2, generator=gen) * (1 + torch.arange(b))[:, None, None, None]
+    x = (torch.rand(b, 1, 2, 2, generator=gen) > 0.5).float()  # binary: Bernoulli's support
+    return VAEOutput(mu=mu, logvar=logvar, z=z, logits=logits), x
+
+
+def test_factor_vae_terms_known_answer():
+    out, x = _known_output()
+    objective = create_objective("factor_vae", latent_dim=3, hidden_dim=4, gamma=2.5)
+    objective.discriminator = _LinearLogits([0.7, -0.2, 0.1], [-0.3, 0.5, 0.4])
+    half = 3
+    torch.manual_seed(11)
+    terms = objective(out, x, torch.tensor(1))
+    # recon and KL of the first half only, from torch.distributions
+    recon = -Bernoulli(logits=out.logits[:half]).log_prob(x[:half]).sum((1, 2, 3)).mean()
+    posterior = Normal(out.mu[:half], (0.5 * out.logvar[:half]).exp())
+    kl = kl_divergence(posterior, Normal(0.0, 1.0)).sum(-1).mean()
+    # TC: mean over the first half of logit_joint - logit_permuted = z (a - b)
+    z1 = out.z[:half]
+    tc = (z1 @ torch.tensor([1.0, -0.7, -0.3])).mean()
+    assert terms["recon"].item() == pytest.approx(recon.item(), rel=1e-5)
+    assert terms["kl"].item() == pytest.approx(kl.item(), rel=1e-5)
+    assert terms["tc"].item() == pytest.approx(tc.item(), rel=1e-5)
+    assert terms["loss"].item() == pytest.approx((recon + kl + 2.5 * tc).item(), rel=1e-5)
+    # Discriminator: 1/2 [-log softmax_joint(D(z_1)) - log softmax_perm(D(permute(z_2)))], with
+    # z_2 the SECOND half, permuted column-wise (the same permutation: same seed, same call).
+    torch.manual_seed(11)
+    z2 = permute_dims(out.z[half:])
+    assert not torch.equal(z2, out.z[half:])  # the permutation moved something
+    log_p_joint = torch.log_softmax(objective.discriminator(z1), -1)[:, 0]
+    log_p_perm = torch.log_softmax(objective.discriminator(z2), -1)[:, 1]
+    disc = -0.5 * (log_p_joint.mean() + log_p_perm.mean())
+    assert terms["disc_loss"].item() == pytest.approx(disc.item(), rel=1e-5)
+
+
+def test_discriminator_loss_is_log2_at_chance_and_zero_when_perfect():
+    out, x = _known_output()
+    objective = create_objective("factor_vae", latent_dim=3, hidden_dim=4)
+    objective.discriminator = _LinearLogits([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    assert objective(out, x, torch.tensor(1))["disc_loss"].item() == pytest.approx(math.log(2))
+    assert objective(out, x, torch.tensor(1))["disc_acc"].item() == pytest.approx(0.5)
+
+
+def test_permute_dims_is_not_the_identity():
+    z = torch.arange(40.0).reshape(20, 2)
+    assert not torch.equal(permute_dims(z, torch.Generator().manual_seed(0)), z)

@@ -50,6 +50,14 @@ def test_greedy_accepts_a_tensor():
     assert greedy_select_latents(torch.tensor(KL), 0.9) == ([1, 3, 7], [0, 2, 4, 5, 6, 8, 9])
 
 
+def test_greedy_first_round_is_not_discounted():
+    # Round 1 compares undiscounted I(c) > I_best: 1.05 > 1.0 replaces latent 0 by latent 1
+    # (with the discount, 0.9 * 1.05 < 1.0 would keep latent 0 first).
+    assert greedy_select_latents([1.0, 1.05], 0.9) == ([1, 0], [])
+    # Later rounds are discounted: 0.5 * (3 + 1) = 2 is not > 3, so latent 1 is refused.
+    assert greedy_select_latents([3.0, 1.0], 0.5) == ([0], [1])
+
+
 def test_greedy_all_zero_kl_selects_nothing():
     assert greedy_select_latents([0.0] * 5, 0.9) == ([], [0, 1, 2, 3, 4])
 

@@ -280,3 +280,30 @@ def test_objective_rejects_a_batch_of_one():
 def test_config_validation(options, match):
     with pytest.raises(ValueError, match=match):
         BetaTCConfig(**options)
+
+
+@pytest.mark.parametrize("estimator", ["mws", "mss"])
+def test_objective_uses_the_chosen_estimator(estimator):
+    # Brute force from torch.distributions, independent of estimate_log_qz: MWS (App. C.1) is
+    # log q(z_i) = logsumexp_j log q(z_i|x_j) - log(N B); MSS weights the own posterior 1/N,
+    # the next one (cyclically) (N - M)/(N M) and the rest 1/M, M = B - 1 (App. C.2).
+    out, x = _output()
+    n = 1000
+    objective = BetaTCVAE(BetaTCConfig(estimator=estimator))
+    objective.set_dataset_size(n)
+    terms = objective(out, x, torch.tensor(1))
+    z, mu, std = out.z.double(), out.mu.double(), (0.5 * out.logvar.double()).exp()
+    b = z.shape[0]
+    mat = torch.distributions.Normal(mu[None], std[None]).log_prob(z[:, None])  # (B, B, D)
+    if estimator == "mws":
+        log_w = torch.full((b, b), -math.log(n * b), dtype=F64)
+    else:
+        m = b - 1
+        w = torch.full((b, b), 1.0 / m, dtype=F64)
+        for i in range(b):
+            w[i, i] = 1.0 / n
+            w[i, (i + 1) % b] = (n - m) / (n * m)
+        log_w = w.log()
+    log_qz = torch.logsumexp(mat.sum(-1) + log_w, dim=1)
+    log_prod = torch.logsumexp(mat + log_w[:, :, None], dim=1).sum(-1)
+    assert terms["tc"].item() == pytest.approx((log_qz - log_prod).mean().item(), abs=1e-4)

@@ -13,6 +13,7 @@ from vaelab.metrics import (  # noqa: F401  (registration order)
     beta_vae_score,
     clustering,
     dci,
+    decomposition,
     evaluate,
     factor_vae_score,
     ground_truth,

@@ -19,12 +19,15 @@ def discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
 
     Exactly disentanglement_lib's `_histogram_discretize`: `np.digitize` on the edges of
     `np.histogram(column, num_bins)` without the last edge, so bins are 1..num_bins (the maximum
-    falls into the last bin). A constant column falls into one bin.
+    falls into the last bin). A constant column falls into one bin. float32 codes are binned
+    with float32 edges, as numpy (and so disentanglement_lib) does; other types as float64.
 
     Returns:
         int64 bin indices (N, D) in 0..num_bins-1.
     """
-    codes = np.asarray(codes, dtype=np.float64)
+    codes = np.asarray(codes)
+    if codes.dtype not in (np.float32, np.float64):
+        codes = codes.astype(np.float64)
     if codes.ndim != 2:
         raise ValueError(f"codes must be (N, D), got shape {codes.shape}")
     if num_bins < 1:

@@ -90,6 +90,10 @@ class GroundTruth:
     Attributes:
         encoded_images: how many images were sent through the encoder so far.
         encode_seconds: wall time spent encoding so far.
+        code_dtype: the floating type the representation produced (float32 for torch
+            encoders and tensors, else the array's float type). The cache holds float64, which
+            keeps float32 values exactly; histogram metrics bin in `code_dtype` by default, as
+            disentanglement_lib bins its float32 codes with float32 edges.
     """
 
     def __init__(
@@ -110,7 +114,9 @@ class GroundTruth:
         self._codes: np.ndarray | None = None
         self._logvar: np.ndarray | None = None
         self._done = np.zeros(n, dtype=bool)
+        self.code_dtype: type[np.floating] = np.float64
         if codes is not None:
+            self.code_dtype = _source_dtype(codes)
             codes = np.asarray(codes, dtype=np.float64)
             if codes.ndim != 2 or len(codes) != n:
                 raise ValueError(
@@ -173,6 +179,7 @@ class GroundTruth:
             batch = missing[lo : lo + self.batch_size]
             out = self.encoder(self.dataset.batch(batch))
             mu, logvar = out if isinstance(out, (tuple, list)) else (out, None)
+            self.code_dtype = _source_dtype(mu)
             mu = _to_numpy(mu)
             if mu.ndim != 2 or len(mu) != len(batch):
                 raise VaelabError(
@@ -199,6 +206,22 @@ class GroundTruth:
         self._encode_missing(index)
         assert self._codes is not None
         return self._codes[index]
+
+    def binned_codes(self, codes: np.ndarray, bin_dtype: str) -> np.ndarray:
+        """Codes cast to the floating type histogram metrics bin in.
+
+        Args:
+            codes: codes (n, D) from `codes`.
+            bin_dtype: "representation" (`code_dtype`, disentanglement_lib's behaviour),
+                "float32" or "float64".
+        """
+        if bin_dtype == "representation":
+            return codes.astype(self.code_dtype, copy=False)
+        if bin_dtype in ("float32", "float64"):
+            return codes.astype(bin_dtype, copy=False)
+        raise ValueError(
+            f"bin_dtype must be 'representation', 'float32' or 'float64', got {bin_dtype!r}"
+        )
 
     def posterior(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior (mu, logvar), each (n, D), of the items `index`.
@@ -270,6 +293,13 @@ class GroundTruth:
         return int(self._codes.shape[1])
 
 
+def _source_dtype(value: Any) -> type[np.floating]:
+    """float32 for tensors (`_to_numpy` goes through float32) and float32 arrays, else float64."""
+    if isinstance(value, Tensor) or np.asarray(value).dtype == np.float32:
+        return np.float32
+    return np.float64
+
+
 def _to_numpy(value: Any) -> np.ndarray:
     if isinstance(value, Tensor):
         return value.detach().float().cpu().numpy().astype(np.float64)
@@ -299,6 +329,7 @@ def as_ground_truth(represent: Any, data: Any = None, *, batch_size: int = 1024)
         and all(isinstance(r, (np.ndarray, Tensor)) for r in represent)
     ):
         mu, logvar = represent if isinstance(represent, (tuple, list)) else (represent, None)
+        dtype = _source_dtype(mu)
         mu = _to_numpy(mu)
         logvar = None if logvar is None else _to_numpy(logvar)
         if mu.ndim != 2:
@@ -311,7 +342,9 @@ def as_ground_truth(represent: Any, data: Any = None, *, batch_size: int = 1024)
             raise ValueError(
                 f"mismatched lengths: {len(mu)} codes but {len(dataset)} factor rows / items"
             )
-        return GroundTruth(dataset, codes=mu, logvar=logvar, batch_size=batch_size)
+        truth = GroundTruth(dataset, codes=mu, logvar=logvar, batch_size=batch_size)
+        truth.code_dtype = dtype
+        return truth
     if not isinstance(data, ImageDataset):
         raise TypeError(
             "a representation function needs the dataset to encode (an ImageDataset or "

@@ -46,13 +46,14 @@ def aam_from_mi(mi: np.ndarray) -> np.ndarray:
 
 
 def _mi_matrix(represent: Any, data: Any, rng: np.random.Generator, metric: str,
-               num_train: int, num_bins: int):
+               num_train: int, num_bins: int, bin_dtype: str):
     truth = as_ground_truth(represent, data)
     active = truth.active_factors(metric)
     codes, factors = truth.sample(num_train, rng)
     factors = factors[:, active]
     names = [truth.dataset.factor_names[k] for k in active]
-    mi = mutual_information(discretize(codes, num_bins), factors)  # (D, F)
+    binned = discretize(truth.binned_codes(codes, bin_dtype), num_bins)
+    mi = mutual_information(binned, factors)  # (D, F)
     return mi, factors, names
 
 
@@ -64,6 +65,7 @@ def compute_mig(
     *,
     num_train: int = 10000,
     num_bins: int = 20,
+    bin_dtype: str = "representation",
 ) -> dict[str, float]:
     """Mutual Information Gap with histogram discretisation (disentanglement_lib's protocol).
 
@@ -78,12 +80,14 @@ def compute_mig(
         rng: the generator that draws the points.
         num_train: points drawn.
         num_bins: equal-width bins per latent.
+        bin_dtype: the float type of the bin edges: "representation" (float32 for torch
+            models, as disentanglement_lib), "float32" or "float64".
 
     Returns:
         {"mig": mean over factors, "mig.<factor>": per-factor gap}.
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    mi, factors, names = _mi_matrix(represent, data, rng, "mig", num_train, num_bins)
+    mi, factors, names = _mi_matrix(represent, data, rng, "mig", num_train, num_bins, bin_dtype)
     entropy = discrete_entropy(factors)
     entropy = np.where(entropy > 0, entropy, np.inf)  # a factor constant in the sample scores 0
     per_factor = mig_from_mi(mi, entropy)
@@ -98,6 +102,7 @@ def compute_aam(
     *,
     num_train: int = 10000,
     num_bins: int = 20,
+    bin_dtype: str = "representation",
 ) -> dict[str, float]:
     """Axis Alignment Metric (disentangling-vae README) on the histogram MI matrix of `mig`.
 
@@ -110,6 +115,6 @@ def compute_aam(
         {"aam": mean over factors, "aam.<factor>": per factor}.
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    mi, _, names = _mi_matrix(represent, data, rng, "aam", num_train, num_bins)
+    mi, _, names = _mi_matrix(represent, data, rng, "aam", num_train, num_bins, bin_dtype)
     per_factor = aam_from_mi(mi)
     return {"aam": float(per_factor.mean()), **{f"aam.{n}": float(v) for n, v in zip(names, per_factor)}}

@@ -5,9 +5,11 @@ For every latent d and factor k, a linear classifier predicts factor k from late
 points), giving a score matrix S (D, F). SAP = mean_k (S_(1)[k] - S_(2)[k]), the gap between the
 two most predictive latents of each factor.
 
-Deviation from disentanglement_lib: each latent is standardised (training mean and standard
-deviation) before the fit, so the strongly regularised SVM (C = 0.01) does not depend on the
-latent's units; a constant latent predicts the majority class.
+The default (`scaling="none"`) is disentanglement_lib's: the SVM sees the raw latent, so with the
+strong regularisation (C = 0.01) the score depends on the latent's units (codes x 0.01 score
+lower). `scaling="standardize"` is a deviation that removes this: each latent is standardised with
+its training mean and standard deviation first (a constant latent then predicts the majority
+class). `metrics.json`'s protocol section records which was used.
 """
 
 from __future__ import annotations
@@ -31,18 +33,22 @@ def sap_from_matrix(score: np.ndarray) -> np.ndarray:
     return ordered[0] - (ordered[1] if len(ordered) > 1 else 0.0)
 
 
-def _accuracy_1d(x_train, y_train, x_test, y_test) -> float:
+SCALINGS = ("none", "standardize")
+
+
+def _accuracy_1d(x_train, y_train, x_test, y_test, scaling: str = "none") -> float:
+    """Test accuracy of `LinearSVC(C=0.01, class_weight="balanced")` on one latent."""
     std = x_train.std()
-    if std == 0 or len(np.unique(y_train)) < 2:
+    if len(np.unique(y_train)) < 2 or (scaling == "standardize" and std == 0):
         majority = np.bincount(y_train).argmax()
         return float(np.mean(y_test == majority))
-    mean = x_train.mean()
+    mean, scale = (x_train.mean(), std) if scaling == "standardize" else (0.0, 1.0)
     # dual=False: the same L2 squared-hinge optimum, several times faster on one feature.
     model = LinearSVC(C=0.01, class_weight="balanced", dual=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(((x_train - mean) / std)[:, None], y_train)
-    return float(np.mean(model.predict(((x_test - mean) / std)[:, None]) == y_test))
+        model.fit(((x_train - mean) / scale)[:, None], y_train)
+    return float(np.mean(model.predict(((x_test - mean) / scale)[:, None]) == y_test))
 
 
 @METRICS.register("sap")
@@ -53,16 +59,19 @@ def compute_sap(
     *,
     num_train: int = 10000,
     num_test: int = 5000,
+    scaling: str = "none",
 ) -> dict[str, float]:
     """SAP score with per-latent linear SVMs on discrete factors; see the module docstring.
 
     Works on any factor dataset (no full grid needed). Range [0, 1]; invariant to permuting the
-    latents and to positive rescaling. Even a perfect representation scores below 1: the
+    latents; invariant to positive rescaling only with `scaling="standardize"`. Even a perfect representation scores below 1: the
     second-best latent still classifies at chance (about 1/2 for a balanced binary factor).
 
     Returns:
         {"sap": mean over factors, "sap.<factor>": per factor}.
     """
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     rng = np.random.default_rng(0) if rng is None else rng
     truth = as_ground_truth(represent, data)
     factors = truth.active_factors("sap")
@@ -72,7 +81,9 @@ def compute_sap(
     score = np.zeros((x_train.shape[1], len(factors)))
     for position, k in enumerate(factors):
         for d in range(x_train.shape[1]):
-            score[d, position] = _accuracy_1d(x_train[:, d], y_train[:, k], x_test[:, d], y_test[:, k])
+            score[d, position] = _accuracy_1d(
+                x_train[:, d], y_train[:, k], x_test[:, d], y_test[:, k], scaling
+            )
     per_factor = sap_from_matrix(score)
     names = [truth.dataset.factor_names[k] for k in factors]
     return {"sap": float(per_factor.mean()), **{f"sap.{n}": float(v) for n, v in zip(names, per_factor)}}

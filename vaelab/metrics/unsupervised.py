@@ -101,9 +101,12 @@ def compute_gaussian_wasserstein_correlation(
 @METRICS.register("mutual_info_score")
 def compute_mutual_info_score(
     represent: Any, data: Any = None, rng: np.random.Generator | None = None, *,
-    num_train: int = 10000, num_bins: int = 20,
+    num_train: int = 10000, num_bins: int = 20, bin_dtype: str = "representation",
 ) -> dict[str, float]:
     """Mean histogram mutual information between distinct latents (unsupervised; no grid needed).
+
+    disentanglement_lib's unsupervised `mutual_info_score`: the mean of I(z_i; z_j) over the
+    D^2 - D ordered pairs i != j, 20-bin histograms (`bin_dtype` as in `mig`).
 
     Lower is better, >= 0; invariant to permuting latents and to strictly increasing rescaling.
 
@@ -113,7 +116,7 @@ def compute_mutual_info_score(
     rng = np.random.default_rng(0) if rng is None else rng
     truth = as_ground_truth(represent, data)
     codes, _ = truth.sample(num_train, rng)
-    binned = discretize(codes, num_bins)
+    binned = discretize(truth.binned_codes(codes, bin_dtype), num_bins)
     d = codes.shape[1]
     if d < 2:
         return {"mutual_info_score": 0.0}

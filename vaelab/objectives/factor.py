@@ -81,7 +81,7 @@ class FactorVAEConfig:
     """FactorVAE (Kim & Mnih, 2018): the TC weight and the discriminator's settings."""
 
     likelihood: str = "bernoulli"  # "bernoulli" | "laplace" | "gaussian"
-    gamma: float = 6.0  # weight of the total correlation (the paper's gamma - 1 in the seed's form)
+    gamma: float = 6.0  # weight of the total correlation: the paper's gamma (Kim & Mnih, eq. 2)
     latent_dim: int = 10  # D of the model's codes (the discriminator's input)
     hidden_dim: int = 1000  # units of each hidden discriminator layer
     num_layers: int = 6  # linear layers of the discriminator, >= 2

@@ -13,13 +13,17 @@ Spec `nonsyn-vae.md` §3. Every step:
 
 Two update rules (`update`):
 
-* ``"two_step"`` (the seed's semantics): both gradients are taken at the same parameters theta_t
+* ``"two_step"`` (the seed's intent): both gradients are taken at the same parameters theta_t
   from one forward pass, then the optimiser steps twice, first with grad L_vae, then with
-  grad(alpha * I(worst)). The seed did this with `backward(retain_graph=True)` and relied on
-  PyTorch 0.4.1 writing parameters through `.data`, so its second backward silently used the
-  pre-update weights; modern PyTorch raises an in-place-modification error on that code. Here the
-  two gradient sets come from `torch.autograd.grad` before either step, which reproduces the 0.4.1
-  result exactly. Adam is not linear, so this differs from one step on the summed gradient.
+  grad(alpha * I(worst)); the two gradient sets come from `torch.autograd.grad` before either
+  step. This is NOT bit-for-bit the seed under PyTorch 0.4.1: the seed called
+  `backward(retain_graph=True)` twice around the first `optimizer.step()`, and 0.4.1's Adam wrote
+  `p.data` in place without a version bump, so the second backward combined the first forward's
+  activations with the *updated* weights (theta_{t+1}) wherever a weight is saved for backward
+  (about 4.9 % relative difference in the penalty's gradient on a fresh step, measured).
+  Modern PyTorch raises an in-place-modification error on that code, and vaelab does not
+  reproduce the mixed gradient. Adam is not linear, so this differs from one step on the summed
+  gradient.
   Parameters the penalty does not reach (the decoder) get a zero gradient in the second step,
   as the seed's `zero_grad()` (which zeroed, not freed, gradients) gave them: Adam's moments still
   decay and move them.

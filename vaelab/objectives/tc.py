@@ -23,10 +23,13 @@ Estimators (`estimate_log_qz`), mat[i, j, d] = log q(z_id | x_j):
   (N - M)/(N M) on the cyclic super-diagonal; 1/M elsewhere; M = B - 1). Unbiased for q(z_i)
   when the rest of the batch is a uniform draw from the other N - 1 examples.
 * "mws", minibatch weighted sampling (App. C.1): the batch mixture with the paper's constant,
-  log q(z_i) = logsumexp_j sum_d mat[i,j,d] - log(N B). The constant is the paper's; compared
-  with the exact aggregate posterior of a dataset that is the whole batch it is low by log N
-  (tested), which shifts the reported mi by +log N, tc by +(D-1) log N and dw_kl by -D log N,
-  but no gradient.
+  log q(z_i) = logsumexp_j sum_d mat[i,j,d] - log(N B). Compared with the exact aggregate
+  posterior of a dataset that *is* the batch it is low by exactly log N (tested). Against the
+  true q(z) of N examples the offset depends on the posteriors, so the shifts of the reported
+  terms are not constants: for broad, overlapping posteriors (the batch mixture already close to
+  q(z)) mi is shifted by about +log N, tc by +(D-1) log N and dw_kl by -D log N; for sharp,
+  separated posteriors only the own posterior counts in each sum, and the mi shift is about
+  +log B instead (mi about log N + log B, not log N).
 
 Seed bugs (spec §13.1-3), reproduced only with `disvae_compat=True`: the MSS weight matrix puts
 1/N in column 0 instead of on the diagonal (and row B-2 sums to more than 1); log W is added to

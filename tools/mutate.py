@@ -1,0 +1,161 @@
+"""One-line mutation testing of the formula lines: each mutant must fail at least one test.
+
+    python tools/mutate.py [--only NAME_SUBSTRING] [--timeout 240]
+
+Every entry of MUTANTS replaces one exact snippet of one file (a sign flip, a wrong constant,
+a swapped argument, a dropped term), runs the targeted test files with `pytest -x -n 0` under a
+timeout, restores the file, and reports "killed" (a test failed), "SURVIVED" or "timeout". The
+snippet must occur exactly once, so a refactor that moves a formula makes the entry fail loudly
+instead of silently testing nothing. Run from the repository root; it edits files in place and
+always restores them (also on Ctrl-C). Exit status 1 when a mutant survives.
+
+The list holds the planted bugs of issue 12 plus operator mutations of the other formula lines
+of objectives/, metrics/ and the distribution terms. Add one when you add a formula.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OBJ = ["tests/objectives/test_factor.py", "tests/objectives/test_tc.py",
+       "tests/objectives/test_nonsyn.py", "tests/objectives/test_elbo.py",
+       "tests/objectives/test_terms.py"]
+MET = ["tests/metrics/test_known_answers.py", "tests/metrics/test_info.py",
+       "tests/metrics/test_mig_chen.py", "tests/metrics/test_metrics.py"]
+DIST = ["tests/test_distributions.py", "tests/objectives/test_terms.py"]
+
+# (name, file, original snippet, mutated snippet, test files)
+MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
+    # -- objectives: the planted bugs
+    ("factor: TC sign flipped", "vaelab/objectives/factor.py",
+     "tc = (logits_joint[:, 0] - logits_joint[:, 1]).mean()",
+     "tc = (logits_joint[:, 1] - logits_joint[:, 0]).mean()", OBJ),
+    ("factor: permuted codes labelled joint", "vaelab/objectives/factor.py",
+     "F.cross_entropy(logits_perm, joint_label + 1)",
+     "F.cross_entropy(logits_perm, joint_label)", OBJ),
+    ("factor: permute_dims removed", "vaelab/objectives/factor.py",
+     "z_perm = permute_dims(out.z[half:2 * half].detach())",
+     "z_perm = out.z[half:2 * half].detach()", OBJ),
+    ("factor: permuted codes from the joint half", "vaelab/objectives/factor.py",
+     "z_perm = permute_dims(out.z[half:2 * half].detach())",
+     "z_perm = permute_dims(out.z[:half].detach())", OBJ),
+    ("factor: VAE terms on the whole batch", "vaelab/objectives/factor.py",
+     "terms = elbo_terms(first, x[:half], self.config.likelihood)",
+     "terms = elbo_terms(out, x, self.config.likelihood)", OBJ),
+    ("factor: discriminator loss factor 1", "vaelab/objectives/factor.py",
+     "disc_loss = 0.5 * (F.cross_entropy", "disc_loss = 1.0 * (F.cross_entropy", OBJ),
+    ("factor: gamma dropped", "vaelab/objectives/factor.py",
+     "weight * self.config.gamma * tc", "weight * tc", OBJ),
+    ("tc: estimator option ignored", "vaelab/objectives/tc.py",
+     "self.dataset_size, estimator=config.estimator,",
+     "self.dataset_size, estimator=\"mss\",", OBJ),
+    ("tc: mws constant log N only", "vaelab/objectives/tc.py",
+     "log_nb = math.log(dataset_size * batch_size)", "log_nb = math.log(dataset_size)", OBJ),
+    ("tc: mss diagonal weight 1/M", "vaelab/objectives/tc.py",
+     "weights[rows, rows] = 1.0 / n", "weights[rows, rows] = 1.0 / m", OBJ),
+    ("tc: mss log W added D times", "vaelab/objectives/tc.py",
+     "log_qz = torch.logsumexp(mat.sum(-1) + log_weights, dim=1)  # (B,), log W added once",
+     "log_qz = torch.logsumexp(mat.sum(-1) + log_weights * z.shape[1], dim=1)", OBJ),
+    ("tc: mi sign", "vaelab/objectives/tc.py",
+     "mi = (log_qz_x - log_qz).mean()", "mi = (log_qz - log_qz_x).mean()", OBJ),
+    ("tc: alpha and beta swapped", "vaelab/objectives/tc.py",
+     "config.alpha * mi + config.beta * tc", "config.beta * mi + config.alpha * tc", OBJ),
+    ("nonsyn: omega in the first round", "vaelab/objectives/nonsyn.py",
+     "threshold = i_new if not best else omega * i_new", "threshold = omega * i_new", OBJ),
+    ("nonsyn: omega never applied", "vaelab/objectives/nonsyn.py",
+     "threshold = i_new if not best else omega * i_new", "threshold = i_new", OBJ),
+    # -- distribution terms
+    ("terms: gaussian KL without the -1", "vaelab/objectives/terms.py",
+     "- 1.0", "- 0.0", DIST),
+    # -- metrics: the planted bugs
+    ("wasserstein halved", "vaelab/metrics/unsupervised.py",
+     "return float(2 * np.trace(cov) - 2 * np.real(np.trace(root)))",
+     "return float(np.trace(cov) - np.real(np.trace(root)))", MET),
+    ("mutual_info_score / D^2", "vaelab/metrics/unsupervised.py",
+     "mi.sum() / (d * d - d)", "mi.sum() / (d * d)", MET),
+    ("irs quantile ignored", "vaelab/metrics/irs.py",
+     "np.quantile(np.abs(block - block.mean(axis=0)), diff_quantile, axis=0)",
+     "np.abs(block - block.mean(axis=0)).max(axis=0)", MET),
+    ("irs factors not binned", "vaelab/metrics/irs.py",
+     "labels = discretize(labels, num_bins)", "labels = labels", MET),
+    ("modularity without (K-1)", "vaelab/metrics/modularity.py",
+     "(top * (f - 1))", "(top)", MET),
+    ("dci entropy base D", "vaelab/metrics/dci.py",
+     "scipy.stats.entropy(importance.T + 1e-11, base=f)",
+     "scipy.stats.entropy(importance.T + 1e-11, base=d)", MET),
+    ("dci completeness base F", "vaelab/metrics/dci.py",
+     "scipy.stats.entropy(importance + 1e-11, base=d)",
+     "scipy.stats.entropy(importance + 1e-11, base=f)", MET),
+    ("factor_vae_score eval from training votes", "vaelab/metrics/factor_vae_score.py",
+     "evaluation[rows, classifier].sum() / max(evaluation.sum(), 1)",
+     "train[rows, classifier].sum() / max(train.sum(), 1)", MET),
+    ("factor_vae_score local variance not normalised", "vaelab/metrics/factor_vae_score.py",
+     "var(axis=1, ddof=1) / scale[active] ** 2", "var(axis=1, ddof=1)", MET),
+    ("mig_chen by log|V|", "vaelab/metrics/mig_chen.py",
+     "per_factor = (ordered[0] - second) / discrete_entropy(labels)",
+     "per_factor = (ordered[0] - second) / np.log(labels.max(axis=0) + 1)", MET),
+    ("mig by log|V|", "vaelab/metrics/mig.py",
+     "entropy = discrete_entropy(factors)", "entropy = np.log(factors.max(axis=0) + 1.0)", MET),
+    ("sap standardises by default", "vaelab/metrics/sap.py",
+     'scaling: str = "none",', 'scaling: str = "standardize",', MET),
+    ("beta_vae_score standardises by default", "vaelab/metrics/beta_vae_score.py",
+     'scaling: str = "none",', 'scaling: str = "standardize",', MET),
+    ("sap second-best dropped", "vaelab/metrics/sap.py",
+     "return ordered[0] - (ordered[1] if len(ordered) > 1 else 0.0)", "return ordered[0]", MET),
+    ("aam rest = second only", "vaelab/metrics/mig.py",
+     "rest = ordered[1:].sum(axis=0)", "rest = ordered[1]", MET),
+    ("discretize last edge kept", "vaelab/metrics/_info.py",
+     "out[:, j] = np.digitize(codes[:, j], edges[:-1]) - 1",
+     "out[:, j] = np.minimum(np.digitize(codes[:, j], edges[1:]), num_bins - 1)", MET),
+    ("discretize always float64", "vaelab/metrics/_info.py",
+     "if codes.dtype not in (np.float32, np.float64):", "if True:", MET),
+    ("gaussian TC sign", "vaelab/metrics/unsupervised.py",
+     "0.5 * (np.sum(np.log(np.diag(cov))) - logdet)",
+     "0.5 * (logdet - np.sum(np.log(np.diag(cov))))", MET),
+    ("active units ddof / threshold >=", "vaelab/metrics/unsupervised.py",
+     "codes.var(axis=0, ddof=1) > threshold", "codes.var(axis=0, ddof=1) > 10 * threshold", MET),
+]
+
+
+def run_one(name, path, old, new, tests, timeout) -> str:
+    file = ROOT / path
+    source = file.read_text()
+    count = source.count(old)
+    if count != 1:
+        return f"BAD ENTRY ({count} matches)"
+    try:
+        file.write_text(source.replace(old, new))
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider",
+               "-p", "no:warnings", *tests]
+        try:
+            result = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return "timeout"
+        return "killed" if result.returncode != 0 else "SURVIVED"
+    finally:
+        file.write_text(source)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="run the mutants whose name contains this")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per mutant")
+    args = parser.parse_args()
+    survived = 0
+    chosen = [m for m in MUTANTS if args.only in m[0]]
+    for name, path, old, new, tests in chosen:
+        start = time.perf_counter()
+        status = run_one(name, path, old, new, tests, args.timeout)
+        survived += status != "killed"
+        print(f"{status:<10s} {time.perf_counter() - start:6.1f} s  {name}", flush=True)
+    print(f"{len(chosen) - survived}/{len(chosen)} mutants killed")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
