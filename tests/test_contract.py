@@ -137,7 +137,7 @@ def test_every_applicable_plot_and_the_default_metrics(tmp_path, model_name, obj
                 "data_samples.png", "reconstruct_traverse.png"}
     if run.model.num_clusters:
         expected |= {"cluster_samples.png", "cluster_members.png", "cluster_histogram.png",
-                     "projection_z_cluster.png"}
+                     "cluster_posteriors.png", "projection_z_cluster.png"}
     assert expected <= written and not (written - expected - {
         "projection_w_cluster.png", "projection_z_label.png", "projection_w_label.png"})
     assert isinstance(run.dataset(), FactorDataset)

@@ -51,7 +51,7 @@ def test_gmvae_from_the_cli_train_eval_plot_report(frey_home, tmp_path, capsys):
     assert main(["plot", str(run_dir), "all", "--points", "40"]) == 0
     plots = {p.name for p in (run_dir / "plots").iterdir()}
     assert {"cluster_samples.png", "cluster_members.png", "cluster_histogram.png",
-            "projection_z_cluster.png", "projection_w_label.png"} <= plots
+            "cluster_posteriors.png", "projection_z_cluster.png", "projection_w_label.png"} <= plots
     assert main(["plot", str(run_dir), "projector", "--points", "20"]) == 0
     assert list((run_dir / "tb" / "projector").rglob("projector_config.pbtxt"))
     assert main(["report", str(run_dir)]) == 0
@@ -77,12 +77,13 @@ def test_early_stopping_without_a_validation_split_is_refused(tmp_path):
 
 
 def test_cluster_plots_on_a_model_without_clusters_are_refused(tmp_path, tiny):
-    from vaelab.viz.plots import make_plots
+    from vaelab.viz.plots import PlotOptions, make_plots
 
-    vaelab.train(config=tiny(), out=tmp_path, verbose=False)
+    vaelab.train(config=tiny(), out=tmp_path, verbose=False, pictures=False)
     with pytest.raises(VaelabError, match="needs a mixture model"):
         make_plots(tmp_path / "tiny", ["cluster-samples"])
-    written = {p.name for p in make_plots(tmp_path / "tiny", ["all"])}
+    options = PlotOptions(points=20, frames=2, cols=3, rows=2)
+    written = {p.name for p in make_plots(tmp_path / "tiny", ["all"], options)}
     assert not any(name.startswith("cluster") for name in written)
 
 
