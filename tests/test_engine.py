@@ -273,3 +273,41 @@ def test_batches_the_dataset_cannot_draw_are_refused(tiny):
     data["data"]["batches"] = "pure"
     with pytest.raises(ConfigError, match="data.batches.*'shuffle'"):
         run_config_from_dict(data)
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, tiny):
+    vaelab.train(config=tiny(gif_every=4), out=tmp_path, verbose=False)
+    d = tmp_path / "tiny"
+    before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    run = vaelab.train(resume=d, verbose=False, evaluate=False, pictures=False)
+    after = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    assert before == after  # summary.json, training.gif, the logs: all as they were
+    assert run.step == 12 and run.summary["steps"] == 12
+
+
+def test_run_names_cannot_leave_out(tmp_path, tiny):
+    from vaelab.errors import VaelabError
+
+    for name in ("../escape", "a/b", "/abs", ".."):
+        with pytest.raises(VaelabError, match="plain folder name"):
+            vaelab.train(config=tiny(), name=name, out=tmp_path / "out", verbose=False)
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "out").exists()
+
+
+def test_nan_before_any_checkpoint_says_so(tmp_path, tiny):
+    class Poison(Callback):
+        def on_step_end(self, ctx, step):
+            with torch.no_grad():
+                for p in ctx.model.parameters():
+                    p.fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match="No checkpoint had been written yet"):
+        fit(_config(tiny, checkpoint_every=0), tmp_path / "r", callbacks=[Poison()])
+
+
+def test_version_flag(capsys):
+    from vaelab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"vaelab {vaelab.__version__}"

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vaelab",
         description="Train, evaluate and visualize disentangled and structured VAEs.",
     )
+    from vaelab import __version__
+
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:

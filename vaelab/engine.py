@@ -540,11 +540,13 @@ def _finish_interval(t: _Training, step: int, elapsed: float) -> dict[str, float
     bad = [k for k, v in zip(keys, values.tolist()) if not math.isfinite(v)]
     if bad:
         first = step - state["count"] + 1
+        saved = checkpoint_path(t.run_dir)
+        kept = (f"The last good checkpoint is {saved} (step {load_checkpoint(saved)['step']})"
+                if saved.is_file() else "No checkpoint had been written yet")
         raise TrainingDiverged(
             f"loss term {bad[0]!r} became {values[keys.index(bad[0])].item()} between steps "
-            f"{first} and {step} (terms not finite: {', '.join(bad)}); training stopped. The last "
-            "good checkpoint is checkpoints/last.ckpt. Lower train.lr, check the data, or try "
-            "another likelihood"
+            f"{first} and {step} (terms not finite: {', '.join(bad)}); training stopped. {kept}. "
+            "Lower train.lr, check the data, or try another likelihood"
         )
     n_images = state["count"] * t.config.train.batch_size * fabric.world_size
     row = {"step": float(step), "epoch": t.batches.epochs,
@@ -612,6 +614,10 @@ def fit(
 
 def _finish(t: _Training, progress: dict[str, Any]) -> Run:
     state, fabric, train = t.state, t.fabric, t.config.train
+    if t.resume and not progress["row"] and (t.run_dir / "summary.json").is_file():
+        # Resuming a finished run: nothing was trained, so nothing is rewritten.
+        _close(progress["bar"], progress["writer"])
+        return _in_memory_run(t, read_json(t.run_dir / "summary.json"))
     _checkpoint(t, state["step"], periodic=bool(train.checkpoint_every))
     _close(progress["bar"], progress["writer"])
     for callback in t.callbacks:
@@ -639,12 +645,16 @@ def _finish(t: _Training, progress: dict[str, Any]) -> Run:
     if fabric.is_global_zero:
         atomic_write_json(t.run_dir / "summary.json", summary)
     fabric.barrier()  # other ranks return only once rank 0 has written everything
+    return _in_memory_run(t, summary)
+
+
+def _in_memory_run(t: _Training, summary: dict[str, Any]) -> Run:
     # The layout a reloaded run has, so pictures and metrics match `load_run` exactly.
     model = t.model.to(memory_format=torch.contiguous_format).eval()
     return Run(dir=t.run_dir, config=t.config, model=model, objective=t.objective.eval(),
                log=read_train_log(t.run_dir / "train_log.csv"), summary=summary,
-               metrics=read_json(t.run_dir / "metrics.json"), step=state["step"],
-               device=fabric.device, global_rank=fabric.global_rank, _dataset=t.dataset)
+               metrics=read_json(t.run_dir / "metrics.json"), step=t.state["step"],
+               device=t.fabric.device, global_rank=t.fabric.global_rank, _dataset=t.dataset)
 
 
 def _default_callbacks(config: RunConfig) -> list[Callback]:

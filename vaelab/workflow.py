@@ -119,7 +119,7 @@ def train(
                 run_config = run_config_from_dict({**config.to_dict(), "name": name})
         else:
             run_config = build_run_config(preset, overrides, config, name, variation)
-        run_dir = Path(out) / run_config.name
+        run_dir = _run_directory(Path(out), run_config.name)
     run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
     if run.global_rank != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
@@ -143,6 +143,16 @@ def train(
     if verbose:
         _print_summary(run_dir, summary, scores)
     return run
+
+
+def _run_directory(out: Path, name: str) -> Path:
+    """`out/name`, refusing names that would leave `out` (absolute, "..", separators)."""
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise VaelabError(
+            f"run name {name!r} must be a plain folder name (no '/', '..' or absolute path): it "
+            f"names a folder inside --out {out}"
+        )
+    return out / name
 
 
 def _print_summary(run_dir: Path, summary: dict[str, Any], scores: dict[str, Any]) -> None:
