@@ -311,3 +311,34 @@ def test_version_flag(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"vaelab {vaelab.__version__}"
+
+
+def test_options_that_do_what_they_say(tmp_path, tiny):
+    from vaelab.config import ConfigError, apply_overrides
+    from vaelab.errors import VaelabError
+    from vaelab.workflow import build_run_config
+
+    # --set train.epochs wins over the preset's steps (the default preset has 6000 steps)
+    assert build_run_config("default", ["train.epochs=2"]).train.steps == 0
+    assert build_run_config("default", ["train.epochs=2", "train.steps=7"]).train.steps == 7
+    assert apply_overrides({"train": {"steps": 5}}, ["train.lr=0.1"])["train"]["steps"] == 5
+    with pytest.raises(ConfigError, match="train.metrics: unknown metric 'migg'"):
+        run_config_from_dict(tiny(metrics=["migg"]))
+    with pytest.raises(ConfigError, match=r"adam_betas must each be in \[0, 1\)"):
+        run_config_from_dict(tiny(adam_betas=[0.9, 1.5]))
+    with pytest.raises(VaelabError, match="needs a GPU.*bf16-mixed"):
+        fit(_config(tiny, precision="16-mixed", accelerator="cpu"), tmp_path / "r")
+    vaelab.train(config=tiny(), out=tmp_path, verbose=False, pictures=False)
+    with pytest.raises(VaelabError, match="only train.\\* settings may change"):
+        vaelab.train(resume=tmp_path / "tiny", overrides=["model.latent_dim=8"], verbose=False)
+    again = vaelab.train(resume=tmp_path / "tiny", overrides=["train.steps=16"], verbose=False,
+                         pictures=False, evaluate=False)
+    assert again.step == 16
+
+
+def test_eval_batch_size_must_be_positive(tmp_path, capsys):
+    from vaelab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["eval", str(tmp_path), "--batch-size", "0"])
+    assert "expected a whole number >= 1, got 0" in capsys.readouterr().err

@@ -183,6 +183,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must each be in [0, 1), got {list(self.adam_betas)}")
         for name in ("checkpoint_every", "keep_checkpoints", "gif_every", "threads",
                      "valid_every", "valid_batches", "early_stopping"):
             if getattr(self, name) < 0:
@@ -277,6 +279,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             hints = typing.get_type_hints(TrainConfig)
             if typing.get_origin(hints.get(path[1])) is tuple and not isinstance(value, list):
                 value = [] if value in ("", None) else [value]
+        if path == ["train", "epochs"] and not any(
+                parse_override(other)[0] == ["train", "steps"] for other in overrides):
+            result.setdefault("train", {})["steps"] = 0  # --set train.epochs wins over steps
         node = result
         for part in path[:-1]:
             child = node.setdefault(part, {})

@@ -350,6 +350,11 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
     if train.threads:
         torch.set_num_threads(train.threads)
     fabric = _make_fabric(config)
+    if fabric.device.type == "cpu" and train.precision.startswith("16"):
+        raise VaelabError(
+            f"train.precision={train.precision!r} needs a GPU: float16 autocast on the CPU is "
+            "not what trains here; use 'bf16-mixed' (fast on CPUs with AVX-512 BF16) or '32-true'"
+        )
     fabric.launch()
     _prepare_on_rank_zero(fabric, run_dir, resume)
     if fabric.device.type == "cpu":

@@ -18,10 +18,11 @@ from typing import Any
 from torch import nn
 
 import vaelab.data  # noqa: F401  (fills DATASETS)
+import vaelab.metrics  # noqa: F401  (fills METRICS)
 import vaelab.models  # noqa: F401  (fills MODELS)
 import vaelab.objectives  # noqa: F401  (fills OBJECTIVES)
 from vaelab.config import Component, ConfigError, RunConfig, TrainConfig, _coerce, from_dict
-from vaelab.registry import DATASETS, MODELS, OBJECTIVES
+from vaelab.registry import DATASETS, METRICS, MODELS, OBJECTIVES
 
 __all__ = [
     "build_model",
@@ -123,6 +124,10 @@ def run_config_from_dict(data: Mapping[str, Any]) -> RunConfig:
         train=from_dict(TrainConfig, data.get("train", {}), prefix="train."),
     )
     check_compatible(config.model.name, config.objective.name)
+    for metric in config.train.metrics:
+        if metric not in ("default", "all", "clusters") and metric not in METRICS:
+            known = ", ".join(["default", "all", "clusters", *METRICS.names()])
+            raise ConfigError(f"train.metrics: unknown metric {metric!r}; known: {known}")
     modes = DATASETS.get(config.data.name).batch_modes
     if config.data.config.batches not in modes:
         raise ConfigError(

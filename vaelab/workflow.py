@@ -109,6 +109,13 @@ def train(
 
     if resume is not None:
         run_dir = Path(resume)
+        changing = [o for o in overrides if not o.strip().startswith("train.")]
+        if changing:
+            raise VaelabError(
+                f"--resume continues the run as configured; {changing[0]!r} would change its "
+                "model, objective or data (only train.* settings may change). Start a new run "
+                "with these settings instead (--name NEW)"
+            )
         stored = read_config(run_dir).to_dict()
         stored = apply_overrides(stored, list(overrides))
         run_config = run_config_from_dict(stored)

@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
@@ -20,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the metrics' sampling")
     parser.add_argument("--device", default=None, help="encoding device (default: cuda if available)")
-    parser.add_argument("--batch-size", type=int, default=1024, help="images per encoder call")
+    parser.add_argument("--batch-size", type=_positive, default=1024,
+                        help="images per encoder call")
     parser.add_argument("--quiet", action="store_true", help="no per-metric progress lines")
     parser.set_defaults(func=run)
 
