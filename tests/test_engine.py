@@ -342,3 +342,34 @@ def test_eval_batch_size_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", str(tmp_path), "--batch-size", "0"])
     assert "expected a whole number >= 1, got 0" in capsys.readouterr().err
+
+
+def test_no_tracebacks_for_bad_places_and_files(tmp_path, tiny, capsys):
+    from vaelab.cli import main
+    from vaelab.errors import VaelabError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = ["train", "--out", str(blocker), "--set", "data.name=toy_squares", "--set",
+            "train.steps=2", "--set", "train.metrics=", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the run directory" in err and err.count("\n") == 1
+    vaelab.train(config=tiny(), out=tmp_path, verbose=False, pictures=False)
+    (tmp_path / "tiny" / "train_log.csv").write_text("step,loss\n4,abc\n")
+    with pytest.raises(VaelabError, match="is not a vaelab training log"):
+        load_run(tmp_path / "tiny")
+    if not torch.cuda.is_available():
+        with pytest.raises(VaelabError, match="no CUDA device is available here"):
+            load_run(tmp_path / "tiny", device="cuda")
+
+
+def test_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from vaelab.errors import run_cli_command
+
+    def full_disk(args):
+        raise OSError(28, "No space left on device", str(tmp_path / "x"))
+
+    assert run_cli_command(full_disk, None) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaelab: error: No space left on device") and err.count("\n") == 1

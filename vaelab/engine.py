@@ -188,12 +188,16 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
         if not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"cannot resume {run_dir}: it has no config.json")
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise FileExistsError(
             f"{run_dir} already exists and is not empty; nothing was changed. Continue it with "
             f"`vaelab train --resume {run_dir}`, or choose a new name with --name (or --out DIR)"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file on the path, no permission, a read-only disk
+        raise VaelabError(f"cannot create the run directory {run_dir}: {error.strerror or error}"
+                          "; choose another --out") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,7 +316,7 @@ def _prepare_on_rank_zero(fabric: Any, run_dir: Path, resume: bool) -> None:
     if fabric.is_global_zero:
         try:
             prepare_run_dir(run_dir, resume)
-        except (FileExistsError, FileNotFoundError) as error:
+        except (FileExistsError, FileNotFoundError, VaelabError) as error:
             problem = (type(error), str(error))
     problem = fabric.broadcast(problem) if fabric.world_size > 1 else problem
     if problem is not None:

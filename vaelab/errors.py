@@ -28,7 +28,12 @@ def run_cli_command(func: Callable[[Any], int | None], args: Any) -> int:
             raise
         print(f"vaelab: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vaelab: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        print(f"vaelab: interrupted{': ' + str(error) if str(error) else ''}", file=sys.stderr)
         return 130
+    except OSError as error:  # permission denied, disk full, ...: the OS's words, one line
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        print(f"vaelab: error: {error.strerror or error}{where}; nothing already written was "
+              "changed (files are written whole or not at all)", file=sys.stderr)
+        return 2
     return int(code or 0)

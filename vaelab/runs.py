@@ -125,10 +125,15 @@ def read_train_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {}
     header, body = rows[0], rows[1:]
     columns: dict[str, np.ndarray] = {}
-    for j, name in enumerate(header):
-        columns[name] = np.array(
-            [float(r[j]) if j < len(r) and r[j] != "" else np.nan for r in body], dtype=np.float64
-        )
+    try:
+        for j, name in enumerate(header):
+            columns[name] = np.array(
+                [float(r[j]) if j < len(r) and r[j] != "" else np.nan for r in body],
+                dtype=np.float64,
+            )
+    except ValueError as error:
+        raise VaelabError(f"{path} is not a vaelab training log ({error}); move it aside, or "
+                          "restore it from the run's TensorBoard events") from None
     return columns
 
 
@@ -228,6 +233,10 @@ def load_run(
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no run directory at {run_dir}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise VaelabError(f"device {device!r}: no CUDA device is available here; use --device cpu")
+    if str(device).startswith("mps") and not torch.backends.mps.is_available():
+        raise VaelabError(f"device {device!r}: no MPS device is available here; use --device cpu")
     config = read_config(run_dir)
     ckpt_file = Path(checkpoint) if checkpoint else checkpoint_path(run_dir)
     if not ckpt_file.is_file():
