@@ -113,3 +113,37 @@ def test_train_ini_config_on_mnist_test_split(tmp_path, shared_data):
     assert config["model"]["name"] == "conv" and config["objective"]["name"] == "beta_vae"
     assert config["data"]["name"] == "mnist"
     assert (tmp_path / "ini" / "samples.png").is_file()
+
+
+def test_show_list_presets_and_encode(tmp_path, capsys):
+    import numpy as np
+
+    assert main(["show", "default", "--set", "objective.beta=3"]) == 0
+    out = capsys.readouterr().out
+    config = json.loads(out[: out.rindex("}") + 1])
+    assert config["objective"]["beta"] == 3.0 and "# 6000 steps of batch 64 on dsprites" in out
+    assert main(["list", "presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("default ") and "6000 steps of batch 64 on dsprites (offline)"
+               in line for line in lines)
+    assert any(line.startswith("betaH_celeba ") and "(needs a download)" in line for line in lines)
+    assert main(["train", "--out", str(tmp_path), "--name", "e", *TOY]) == 0
+    assert main(["encode", str(tmp_path / "e"), "--limit", "50"]) == 0
+    with np.load(tmp_path / "e" / "latents.npz") as saved:
+        assert saved["codes"].shape == (50, 3) and saved["z_logvar"].shape == (50, 3)
+        assert saved["factors"].shape == (50, 3) and list(saved["factor_names"])[0] == "size"
+    assert main(["encode", str(tmp_path / "e")]) == 2  # exists: refused
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_readme_toml_example_is_a_valid_run_config(tmp_path):
+    import re
+    from pathlib import Path
+
+    from vaelab.workflow import build_run_config
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    block = re.search(r"```toml\n(.*?)```", readme.read_text(), re.S).group(1)
+    (tmp_path / "my_run.toml").write_text(block)
+    config = build_run_config(None, [], config=tmp_path / "my_run.toml")
+    assert config.objective.name == "beta_tcvae" and config.train.steps == 20000

@@ -373,3 +373,27 @@ def test_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert run_cli_command(full_disk, None) == 2
     err = capsys.readouterr().err
     assert err.startswith("vaelab: error: No space left on device") and err.count("\n") == 1
+
+
+def test_resumed_run_keeps_the_training_gif_frames(tmp_path, tiny):
+    import signal
+
+    from PIL import Image, ImageSequence
+
+    base = tiny(steps=10, gif_every=2, checkpoint_every=0)
+    fit(run_config_from_dict(base), tmp_path / "straight")
+
+    class CtrlC(Callback):
+        def on_step_end(self, ctx, step):
+            if step == 5:
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(run_config_from_dict(base), tmp_path / "cut", callbacks=[CtrlC()])
+    fit(run_config_from_dict(base), tmp_path / "cut", resume=True)
+
+    def frames(path):
+        return [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(Image.open(path))]
+
+    a, b = frames(tmp_path / "straight" / "training.gif"), frames(tmp_path / "cut" / "training.gif")
+    assert len(a) == len(b) >= 2 and all(np.array_equal(x, y) for x, y in zip(a, b))

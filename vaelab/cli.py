@@ -15,6 +15,8 @@ COMMANDS = [
     "vaelab.commands.report",
     "vaelab.commands.data",
     "vaelab.commands.listing",
+    "vaelab.commands.show",
+    "vaelab.commands.encode",
     "vaelab.commands.import_disvae",
 ]
 

@@ -31,6 +31,11 @@ def run_cli_command(func: Callable[[Any], int | None], args: Any) -> int:
     except KeyboardInterrupt as error:
         print(f"vaelab: interrupted{': ' + str(error) if str(error) else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vaelab list presets | head`: the reader left; stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:  # permission denied, disk full, ...: the OS's words, one line
         where = f" ({error.filename})" if getattr(error, "filename", None) else ""
         print(f"vaelab: error: {error.strerror or error}{where}; nothing already written was "

@@ -38,6 +38,7 @@ __all__ = [
     "atomic_file",
     "atomic_write_bytes",
     "atomic_write_text",
+    "encode_run",
     "checkpoint_path",
     "load_checkpoint",
     "load_run",
@@ -213,6 +214,44 @@ class Run:
             return np.zeros(self.model.traversal_dim)
         tail = max(1, len(self.log[keys[0]]) // 10)
         return np.array([np.nanmean(self.log[k][-tail:]) for k in keys])
+
+
+def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
+               limit: int = 0, device: str = "cpu", overwrite: bool = False,
+               batch_size: int = 1024) -> Path:
+    """Writes the latents of a run's data (or `split` of it) to `out` (.npz); see
+    `vaelab encode`. Refuses to replace an existing file unless `overwrite`."""
+    from vaelab.distributions import Categorical, DiagonalGaussian
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if limit < 0:
+        raise VaelabError(f"--limit must be >= 0, got {limit}")
+    run = load_run(run_dir, device=device)
+    options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
+    dataset = run.dataset(**options) if options else run.dataset()
+    parts: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            x = dataset.batch(np.arange(start, min(start + batch_size, len(dataset))))
+            posterior = run.model.posterior(x.to(device))
+            parts.setdefault("codes", []).append(run.model.representation(posterior)[0])
+            for name, part in posterior.items():
+                if isinstance(part, DiagonalGaussian):
+                    parts.setdefault(f"{name}_mu", []).append(part.mu)
+                    parts.setdefault(f"{name}_logvar", []).append(part.logvar)
+                elif isinstance(part, Categorical):
+                    parts.setdefault(f"{name}_probs", []).append(part.probs)
+    arrays = {k: torch.cat(v).float().cpu().numpy() for k, v in parts.items()}
+    if dataset.labels is not None:
+        arrays["labels"] = np.asarray(dataset.labels)
+    if getattr(dataset, "factors", None) is not None:
+        arrays["factors"] = np.asarray(dataset.factors)
+        arrays["factor_names"] = np.asarray(dataset.factor_names)
+    with atomic_file(out) as handle:
+        np.savez(handle, **arrays)
+    return out
 
 
 def load_run(

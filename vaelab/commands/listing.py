@@ -23,6 +23,20 @@ def _rows(names: list[str], describe) -> None:
         print(f"{name:<{width}}  {describe(name)}")
 
 
+OFFLINE_DATASETS = ("dsprites", "toy_squares")
+
+
+def _preset_line(name: str) -> str:
+    from vaelab.commands.show import describe_length
+    from vaelab.presets import describe_preset
+    from vaelab.workflow import build_run_config
+
+    config = build_run_config(name)
+    needs = "offline" if config.data.name in OFFLINE_DATASETS else "needs a download"
+    return (f"{describe_length(config)} on {config.data.name} ({needs}); "
+            f"{describe_preset(name)}")
+
+
 def _model_line(name: str) -> str:
     from vaelab.factory import compatible_objectives
     from vaelab.registry import MODELS
@@ -45,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     names = vaelab.list_names(args.kind)
     if args.kind == "presets":
-        from vaelab.presets import describe_preset
-
-        _rows(names, describe_preset)
+        _rows(names, _preset_line)
     elif args.kind == "models":
         _rows(names, _model_line)
     elif args.kind == "objectives":

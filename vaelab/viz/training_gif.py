@@ -4,7 +4,9 @@
 every `every` optimiser steps instead of every epoch: prior traversals of all D latents in index
 order (one row each), 10 points per latent over the central 95% of the prior (m = 0.475, i.e.
 -1.96 to +1.96; the seed runs +1.96 to -1.96 because of its sign bug), written at 12 fps when
-training ends. Nothing is written when training is interrupted.
+training ends. Nothing is written when training is interrupted; the frames so far are kept with
+every checkpoint (`checkpoints/training_gif_frames.npz`), so a resumed run ends with the same
+frames as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vaelab.viz.traversals import model_device, traversal_latents, traversal_val
 __all__ = ["Callback", "TrainingGif", "write_gif"]
 
 GIF_FPS = 12
+FRAMES_FILE = "training_gif_frames.npz"
 POINTS_PER_LATENT = 10
 MAX_TRAVERSAL = 0.475
 
@@ -70,6 +73,7 @@ class TrainingGif(Callback):
         self.every = int(every)
         self.max_frames = int(max_frames)
         self.frames: list[np.ndarray] = []
+        self.frame_steps: list[int] = []
         self._codes: dict[str, torch.Tensor] | None = None
         self._pad_value = 1.0
         self._last_step = 0
@@ -88,7 +92,8 @@ class TrainingGif(Callback):
         self._codes = {name: value.to(device) for name, value in latents.items()}
         sample = ctx.dataset.uint8(np.arange(min(16, len(ctx.dataset))))
         self._pad_value = pad_value_for(sample, getattr(ctx.dataset, "background", None))
-        self.frames = []
+        self.frames, self.frame_steps = [], []
+        self._restore(ctx)
 
     def on_step_end(self, ctx: Any, step: int) -> None:
         self._last_step = step
@@ -112,10 +117,38 @@ class TrainingGif(Callback):
         self.frames.append(
             image_grid(images.numpy(), rows, POINTS_PER_LATENT, pad_value=self._pad_value)
         )
+        self.frame_steps.append(step)
         self._last_capture = step
         if len(self.frames) > self.max_frames:
-            self.frames = self.frames[::2]
+            self.frames, self.frame_steps = self.frames[::2], self.frame_steps[::2]
             self.every *= 2
+
+    # -- resume: the frames so far travel with the checkpoints ---------------------------------
+
+    @staticmethod
+    def _frames_file(ctx: Any):
+        return ctx.run_dir / "checkpoints" / FRAMES_FILE
+
+    def on_checkpoint(self, ctx: Any, step: int) -> None:
+        if not ctx.is_global_zero or not self.frames:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, frames=np.stack(self.frames), steps=np.asarray(self.frame_steps),
+                 every=np.asarray(self.every))
+        atomic_write_bytes(self._frames_file(ctx), buffer.getvalue())
+
+    def _restore(self, ctx: Any) -> None:
+        """On resume, the frames captured up to the checkpoint's step (and the interval)."""
+        path = self._frames_file(ctx)
+        if not getattr(ctx, "step", 0) or not path.is_file():
+            return
+        with np.load(path) as saved:
+            keep = saved["steps"] <= ctx.step
+            self.frames = list(saved["frames"][keep])
+            self.frame_steps = [int(v) for v in saved["steps"][keep]]
+            self.every = int(saved["every"])
+        if self.frame_steps:
+            self._last_capture = self.frame_steps[-1]
 
     def on_train_end(self, ctx: Any) -> None:
         if not ctx.is_global_zero:
