@@ -66,9 +66,15 @@ def fingerprint(run_dir: Path) -> tuple[str, str]:
     return hasher.hexdigest()[:16], terms.hexdigest()[:16]
 
 
-def stand_in(data: dict, n: int = 512):
+def stand_in(config, n: int = 512):
     from vaelab.data.base import ImageDataset
 
+    data = config.to_dict()["data"]
+    from vaelab.registry import DATASETS
+
+    cls = DATASETS.get(data["name"])
+    if hasattr(cls, "stand_in"):  # datasets declare their shape (after the model contract)
+        return cls.stand_in(config.data.config, n=n, seed=0)
     shape = STAND_IN_SHAPES[data["name"]](data)
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.integers(0, 256, size=(n, *shape), dtype=np.uint8))
@@ -94,6 +100,11 @@ def main(argv=None) -> int:
         for name in names:
             overrides = [f"train.steps={args.steps}", "train.log_every=2",
                          "train.checkpoint_every=0", "train.metrics=", "train.progress=false"]
+            from vaelab.config import TrainConfig
+
+            if hasattr(TrainConfig, "valid_every"):  # stand-ins have no validation split
+                overrides += ["train.valid_every=0", "train.early_stopping=0",
+                              "train.keep_best=false"]
             config = build_run_config(name, overrides)
             data = config.to_dict()["data"]
             if data["name"] == "dsprites":
@@ -101,7 +112,7 @@ def main(argv=None) -> int:
                     dsprites = vaelab.load_dataset("dsprites")
                 dataset = dsprites
             else:
-                dataset = stand_in(data)
+                dataset = stand_in(config)
             fit(config, Path(tmp) / name, dataset=dataset)
             model_digest, terms_digest = fingerprint(Path(tmp) / name)
             line = f"{name} params={model_digest} terms={terms_digest}"
