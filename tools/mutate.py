@@ -28,6 +28,7 @@ OBJ = ["tests/objectives/test_factor.py", "tests/objectives/test_tc.py",
 MET = ["tests/metrics/test_known_answers.py", "tests/metrics/test_info.py",
        "tests/metrics/test_mig_chen.py", "tests/metrics/test_metrics.py"]
 DIST = ["tests/test_distributions.py", "tests/objectives/test_terms.py"]
+GM = ["tests/objectives/test_gmvae.py", "tests/metrics/test_clusters.py"]
 
 # (name, file, original snippet, mutated snippet, test files)
 MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
@@ -119,6 +120,39 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "0.5 * (logdet - np.sum(np.log(np.diag(cov))))", MET),
     ("active units ddof / threshold >=", "vaelab/metrics/unsupervised.py",
      "codes.var(axis=0, ddof=1) > threshold", "codes.var(axis=0, ddof=1) > 10 * threshold", MET),
+    # -- the distribution pieces
+    ("kl normal-normal: prior variance not divided", "vaelab/distributions.py",
+     "+ (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)",
+     "+ (logvar_q.exp() + (mu_q - mu_p).pow(2)) - 1.0)", DIST),
+    ("kl categorical: log K dropped", "vaelab/distributions.py",
+     "per_item = (log_pi.exp() * log_pi).sum(-1) + math.log(logits.shape[-1])",
+     "per_item = (log_pi.exp() * log_pi).sum(-1)", DIST),
+    ("gaussian ll: variance as std", "vaelab/distributions.py",
+     "(x - mean).pow(2) / variance)", "(x - mean).pow(2) / variance.sqrt())", DIST),
+    ("laplace ll: normaliser 2b -> b", "vaelab/distributions.py",
+     "elementwise = -torch.log(2.0 * scale)", "elementwise = -torch.log(scale)", DIST),
+    ("reduce_batch mean -> sum", "vaelab/distributions.py",
+     'return per_item.sum() if reduction == "sum" else per_item.mean()',
+     "return per_item.sum()", DIST),
+    # -- the GMVAE objective and the clustering scores
+    ("gmvae cp: log q minus sign flipped", "vaelab/objectives/gmvae.py",
+     "return log_q - (pi * log_p).sum(-1)", "return log_q + (pi * log_p).sum(-1)", GM),
+    ("gmvae cp analytic: pi dropped", "vaelab/objectives/gmvae.py",
+     "return (pi * kl).sum(-1)", "return kl.mean(-1)", GM),
+    ("gmvae: kl_w dropped from the loss", "vaelab/objectives/gmvae.py",
+     "loss = recon + cp + kl_w + y_term", "loss = recon + cp + y_term", GM),
+    ("gmvae: min information ignored", "vaelab/objectives/gmvae.py",
+     "y_term = torch.clamp(kl_y, min=config.min_information) if config.min_information else kl_y",
+     "y_term = kl_y", GM),
+    ("gmvae: noise with the variance, not the std", "vaelab/objectives/gmvae.py",
+     "mean = mean + math.sqrt(config.sigma) * torch.randn_like(mean)",
+     "mean = mean + config.sigma * torch.randn_like(mean)", GM),
+    ("gmvae reverse y prior: mean -> sum", "vaelab/objectives/gmvae.py",
+     "kl_y = (-math.log(log_pi.shape[-1]) - log_pi.mean(-1)).mean()",
+     "kl_y = (-math.log(log_pi.shape[-1]) - log_pi.sum(-1)).mean()", GM),
+    ("many-to-one: unseen cluster counted right", "vaelab/metrics/clusters.py",
+     "predicted = [mapping.get(int(c), None) for c in np.asarray(clusters)]",
+     "predicted = [mapping.get(int(c), y) for c, y in zip(np.asarray(clusters), labels)]", GM),
 ]
 
 
