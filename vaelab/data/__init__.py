@@ -5,6 +5,7 @@ from vaelab.data import (  # noqa: F401  (registration order is the table of con
     download,
     toy,
     dsprites,
+    dsprites_domains,
     mnist,
     cifar,
     celeba,

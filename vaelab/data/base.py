@@ -66,8 +66,10 @@ class DataConfig:
     root: str = ""  # data folder; "" means `data_home()` (VAELAB_DATA or ~/.cache/vaelab)
     split: str = "train"  # "train" | "valid" | "test" where the dataset has them
     limit: int = 0  # keep only the first `limit` items (0: all), for quick experiments and tests
-    batches: str = "shuffle"  # training batches: "shuffle" (epoch permutation); mixed-domain
-    #                           sets also "random" and "pure" (see `batch_modes`)
+    batches: str = "shuffle"  # training batches: "shuffle" (epoch permutation); factor sets
+    #                           also "group", mixed-domain sets "random" and "pure"
+    group_factors: tuple[str, ...] = ()  # "group" batches share a value of one of these
+    #                                      factors (default: every factor)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -259,6 +261,38 @@ class FactorDataset(ImageDataset):
             order = np.argsort(codes, kind="stable")
             self._sorted_codes = codes[order]
             self._order = order
+
+    batch_modes = ("shuffle", "group")
+
+    def group_index(self, factor_names: Sequence[str] = ()) -> list[np.ndarray]:
+        """Item indices of every (factor, value) group of `factor_names` (default: all factors),
+        factor by factor in order, values ascending; empty groups left out."""
+        names = list(factor_names) or list(self.factor_names)
+        unknown = [n for n in names if n not in self.factor_names]
+        if unknown:
+            raise DataError(f"unknown factor {unknown[0]!r} for group batches; factors of "
+                            f"{self.name or 'the dataset'}: {', '.join(self.factor_names)}")
+        groups = []
+        for name in names:
+            column = self.factors[:, self.factor_names.index(name)]
+            groups += [np.flatnonzero(column == v) for v in np.unique(column)]
+        return groups
+
+    def batch_source(self, config: DataConfig, batch_size: int, generator: torch.Generator,
+                     rank: int = 0, world_size: int = 1, subset: Tensor | None = None):
+        """"shuffle", or "group": batches sharing one value of a factor of
+        `config.group_factors` (all factors when the config has none)."""
+        if config.batches != "group":
+            return super().batch_source(config, batch_size, generator, rank, world_size, subset)
+        from vaelab.data.batches import GroupBatches
+
+        allowed = None if subset is None else np.isin(np.arange(len(self)),
+                                                      subset.cpu().numpy())
+        groups = [g if allowed is None else g[allowed[g]]
+                  for g in self.group_index(getattr(config, "group_factors", ()))]
+        device = generator.device
+        return GroupBatches([torch.as_tensor(g, device=device) for g in groups], batch_size,
+                            generator, rank, world_size)
 
     @property
     def num_factors(self) -> int:

@@ -8,6 +8,10 @@ device with no host sync.
 * `EpochPermutation` ("shuffle", every dataset): a fresh random permutation each epoch, cut into
   full batches; DDP rank r of W takes the r-th of every W consecutive batches. Optionally over a
   subset of the items (the training part of a held-out validation split).
+* `GroupBatches` ("group", factor datasets): every item of a batch shares the value of one
+  factor (all hearts, all of the largest scale, ...): a group (factor k, value v) is drawn
+  uniformly, then the items uniformly, with replacement, among those with factor k = v. The
+  global-structure experiment of UG-VAE trains and evaluates on such batches.
 * `DomainBatches` ("random" / "pure", mixed-domain datasets): each batch drawn afresh, with
   replacement, either item by item from domain 0 with probability `proportion` ("random"), or
   all from one domain, domain 0 with probability `proportion` ("pure"), uniform within a domain.
@@ -21,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["BatchSource", "DomainBatches", "EpochPermutation"]
+__all__ = ["BatchSource", "DomainBatches", "EpochPermutation", "GroupBatches"]
 
 
 class BatchSource:
@@ -154,6 +158,60 @@ class DomainBatches(BatchSource):
             pick = torch.randint(0, len(pool), (total,), generator=self.generator, device=device)
             index = torch.where(mask, pool[pick], index)
         self.count += 1
+        return index[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+
+    @property
+    def epochs(self) -> float:
+        return self.count * self.batch_size * self.world_size / max(self.n, 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "count": self.count, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_kind(state)
+        self.count = int(state["count"])
+        self.generator.set_state(state["generator"])
+
+
+class GroupBatches(BatchSource):
+    """Batches whose items share one factor value; see the module docstring.
+
+    Args:
+        groups: item indices of each group, a list of (n_g,) tensors (on the generator's device).
+        batch_size, generator, rank, world_size: as `EpochPermutation` (every rank draws the
+            same group for a step, and its own items).
+    """
+
+    kind = "group"
+
+    def __init__(self, groups: Sequence[Tensor], batch_size: int, generator: torch.Generator,
+                 rank: int = 0, world_size: int = 1) -> None:
+        groups = [g for g in groups if len(g)]
+        if not groups:
+            raise ValueError("no group has any item")
+        device = generator.device
+        longest = max(len(g) for g in groups)
+        # (G, longest) padded table and the lengths: a pick is table[g, floor(u * n_g)], so a
+        # draw needs no host sync.
+        self.table = torch.zeros(len(groups), longest, dtype=torch.long, device=device)
+        for row, members in enumerate(groups):
+            self.table[row, :len(members)] = members.to(device)
+        self.lengths = torch.tensor([len(g) for g in groups], device=device)
+        self.batch_size, self.generator = batch_size, generator
+        self.rank, self.world_size = rank, world_size
+        self.count = 0
+        self.n = int(self.lengths.sum())
+        self.last_group = torch.zeros((), dtype=torch.long, device=device)
+
+    def next(self) -> Tensor:
+        total = self.batch_size * self.world_size
+        device = self.generator.device
+        group = torch.randint(0, len(self.lengths), (1,), generator=self.generator, device=device)
+        u = torch.rand(total, generator=self.generator, device=device)
+        picks = (u * self.lengths[group]).long().clamp_max(self.lengths[group] - 1)
+        self.last_group = group[0]
+        self.count += 1
+        index = self.table[group[0], picks]
         return index[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
 
     @property
