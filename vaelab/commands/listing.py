@@ -23,7 +23,7 @@ def _rows(names: list[str], describe) -> None:
         print(f"{name:<{width}}  {describe(name)}")
 
 
-OFFLINE_DATASETS = ("dsprites", "toy_squares")
+OFFLINE_DATASETS = ("dsprites", "dsprites_domains", "toy_squares")
 
 
 def _preset_line(name: str) -> str:

@@ -87,6 +87,17 @@ class DSpritesDomains(DSprites):
                                             npz_path=config.npz_path))
         return cls(base, config.second_domain)
 
+    @classmethod
+    def stand_in(cls, config: DSpritesDomainsConfig, n: int = 64, seed: int = 0
+                 ) -> DSpritesDomains:
+        """n seeded random bit images (n // 2 per domain) with the first grid items' factors."""
+        from vaelab.data.dsprites import PACKED_BYTES, grid_factors
+
+        half = max(1, n // 2)
+        rng = np.random.default_rng(seed)
+        packed = torch.from_numpy(rng.integers(0, 256, size=(half, PACKED_BYTES), dtype=np.uint8))
+        return cls(DSprites(packed, grid_factors()[:half]), config.second_domain)
+
     def __len__(self) -> int:
         return 2 * self.base_size
 

@@ -69,6 +69,14 @@ class MixedDomainDataset(ImageDataset):
         channels = max(component.channels for component in cls.components)
         return (channels, config.image_size, config.image_size)
 
+    @classmethod
+    def stand_in(cls, config: MixedConfig, n: int = 64, seed: int = 0) -> MixedDomainDataset:
+        """n seeded random images of the configured shape, the first half domain 0."""
+        shape = cls.expected_shape(config)
+        rng = np.random.default_rng(seed)
+        images = torch.from_numpy(rng.integers(0, 256, size=(n, *shape), dtype=np.uint8))
+        return cls(images, (np.arange(n) >= n // 2).astype(np.int64), name=cls.name)
+
     def batch_source(self, config: MixedConfig, batch_size: int, generator: torch.Generator,
                      rank: int = 0, world_size: int = 1, subset: torch.Tensor | None = None):
         """"shuffle" (every item once per epoch), or "random" / "pure" batches with

@@ -13,7 +13,8 @@ what is defined here, never a model's internals, so a new latent structure is on
   name in `decoder_inputs`; `sample_prior(n, generator, **given) -> {name: tensor}`.
 * `represent(x) -> (B, D)`: what metrics score, the posterior means of the `represented`
   latents side by side; `traversal_latent`: the Gaussian latent that traversals move.
-* optional `cluster(x)` where `num_clusters > 0`.
+* optional `cluster(x)` where `num_clusters > 0`: the argmax of the categorical latent
+  `cluster_latent`.
 
 Helpers built on these (`reconstruct`, `generate`, `representation`, `prior_center`) are shared by
 every model and need no override.
@@ -87,6 +88,8 @@ class Model(nn.Module):
     traversal_latent: str
     #: K of a cluster structure (`cluster(x)`); 0: none
     num_clusters: int = 0
+    #: the categorical latent whose argmax is `cluster(x)` ("" without clusters)
+    cluster_latent: str = ""
 
     # -- the contract ---------------------------------------------------------------------------
 

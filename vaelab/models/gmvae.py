@@ -290,6 +290,7 @@ class GMVAE(Model):
     decoder_inputs = ("z",)
     represented = ("z",)
     traversal_latent = "z"
+    cluster_latent = "y"
 
     def __init__(self, config: GMVAEConfig = GMVAEConfig()) -> None:
         super().__init__()

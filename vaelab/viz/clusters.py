@@ -67,8 +67,7 @@ def _require_clusters(run: Run, kind: str) -> None:
 def _cluster_samples(run: Run, options: PlotOptions) -> dict[str, Content]:
     _require_clusters(run, "cluster-samples")
     generator = torch.Generator().manual_seed(options.seed)
-    rows = [decode(run.model, {"z": run.model.sample_prior(options.cols, generator,
-                                                           component=k)["z"]})
+    rows = [decode(run.model, run.model.sample_prior(options.cols, generator, component=k))
             for k in range(run.model.num_clusters)]
     images = torch.cat(rows)  # (K cols, C, H, W), cluster-major
     return {"cluster_samples.png": to_pil(_grid(run, images, run.model.num_clusters,
@@ -171,7 +170,8 @@ def _cluster_posteriors(run: Run, options: PlotOptions) -> dict[str, Content]:
         posterior = run.model.posterior(x)
         recon = run.model.reconstruct(x)
     figure = plot_cluster_posteriors(x.float().cpu().numpy(), recon.float().cpu().numpy(),
-                                     posterior["y"].probs.float().cpu().numpy())
+                                     posterior[run.model.cluster_latent].probs.float().cpu()
+                                     .numpy())
     return {"cluster_posteriors.png": figure}
 
 

@@ -69,8 +69,8 @@ def write_training_pictures(
             per_cluster = None
             if model.num_clusters:  # one row of samples per cluster
                 per_cluster = torch.cat([
-                    decode(model, {"z": model.sample_prior(SAMPLE_COLUMNS, generator,
-                                                           component=k)["z"]}).cpu()
+                    decode(model, model.sample_prior(SAMPLE_COLUMNS, generator,
+                                                     component=k)).cpu()
                     for k in range(model.num_clusters)])
     finally:
         model.train(was_training)
