@@ -17,6 +17,7 @@ COMMANDS = [
     "vaelab.commands.listing",
     "vaelab.commands.show",
     "vaelab.commands.encode",
+    "vaelab.commands.experiment",
     "vaelab.commands.import_disvae",
 ]
 

@@ -1,0 +1,188 @@
+"""UG-VAE's experiments (Peis et al., 2020, §4; spec `ugvae.md` §9) on the global code.
+
+* `domain_alignment` (§4.2, the exp2 form): pure batches of domain A, of domain B and mixed
+  batches are encoded; the global code of each batch is its pooled posterior mean. Linear and RBF
+  SVMs (scikit-learn, 5-fold cross-validation) classify pure A vs pure B batches from it, and the
+  three batch types; a PCA map shows the codes with the straight path between two pure batches
+  and the images decoded at its ends.
+* `global_structure` (§4.3, offline form): batches that share a factor value (`data.batches=group`
+  semantics: all hearts, all large, ...) against random batches; SVM accuracy of "grouped vs
+  random" and of which group, from the global code (the paper reports the CelebA Male/Female
+  figure; this number is vaelab's).
+
+BatchNorm (`bn`): "train" uses batch statistics as the seed's scripts did (they never call
+`eval()`), on a copy of the model so its running statistics are untouched; "eval" uses the
+running statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from vaelab.errors import VaelabError
+from vaelab.registry import Registry
+
+__all__ = ["EXPERIMENTS", "domain_alignment", "global_codes", "global_structure",
+           "run_experiment"]
+
+EXPERIMENTS: Registry = Registry("experiment")
+BN_MODES = ("train", "eval")
+
+
+def _batch_latent(model: Any) -> str:
+    names = [s.name for s in model.latents if s.scope == "batch"]
+    if not names:
+        raise VaelabError(f"the experiment needs a model with a batch-level (global) latent, "
+                          f"such as UG-VAE's; {type(model).__name__} has none")
+    return names[0]
+
+
+@torch.no_grad()
+def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = "train"
+                 ) -> np.ndarray:
+    """The pooled posterior mean of the global latent of each index batch: (n, D_beta)."""
+    if bn not in BN_MODES:
+        raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
+    name = _batch_latent(model)
+    encoder = copy.deepcopy(model).train() if bn == "train" else model.eval()
+    device = next(model.parameters()).device
+    codes = [encoder.posterior(dataset.batch(index).to(device))[name].mean[0].float().cpu()
+             for index in batches]
+    return torch.stack(codes).numpy()
+
+
+def _svm_scores(codes: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    scores = {}
+    for kernel in ("linear", "rbf"):
+        classifier = make_pipeline(StandardScaler(), SVC(kernel=kernel))
+        scores[f"{kernel}_svm"] = float(cross_val_score(classifier, codes, labels,
+                                                        cv=folds).mean())
+    return scores
+
+
+def _domain_pools(dataset: Any) -> list[np.ndarray]:
+    domains = getattr(dataset, "domains", None)
+    if domains is None:
+        raise VaelabError(f"domain alignment needs a two-domain dataset (celeba_faces, "
+                          f"cars_chairs, dsprites_domains); {dataset.name!r} has no domains")
+    return [np.flatnonzero(np.asarray(domains) == k) for k in (0, 1)]
+
+
+def domain_alignment(run: Any, batches: int = 100, batch_size: int = 0, bn: str = "train",
+                     seed: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+    """Scores and figures of the domain-alignment experiment (module docstring)."""
+    dataset = run.dataset()
+    pools = _domain_pools(dataset)
+    size = batch_size or run.config.train.batch_size
+    rng = np.random.default_rng(seed)
+    pure = [[rng.choice(pool, size) for _ in range(batches)] for pool in pools]
+    mixed = [np.concatenate([rng.choice(pools[0], size // 2), rng.choice(pools[1],
+                                                                         size - size // 2)])
+             for _ in range(batches)]
+    codes = global_codes(run.model, dataset, [*pure[0], *pure[1], *mixed], bn)
+    kinds = np.repeat(np.arange(3), batches)  # 0: pure A, 1: pure B, 2: mixed
+    pure_scores = _svm_scores(codes[kinds < 2], kinds[kinds < 2], seed)
+    three = _svm_scores(codes, kinds, seed)
+    scores = {**{f"pure.{k}": v for k, v in pure_scores.items()},
+              **{f"three.{k}": v for k, v in three.items()}}
+    figure = _alignment_map(run, codes, kinds, pure, dataset)
+    return scores, {"experiment_domain_alignment.png": figure}
+
+
+def _alignment_map(run: Any, codes: np.ndarray, kinds: np.ndarray, pure: list, dataset: Any
+                   ) -> Figure:
+    from sklearn.decomposition import PCA
+
+    points = PCA(n_components=2, random_state=0).fit_transform(codes)
+    names = getattr(dataset, "domain_names", ("domain 0", "domain 1"))
+    figure = Figure(figsize=(9.5, 4.2), layout="constrained")
+    left, right = figure.subplots(1, 2, width_ratios=[1.3, 1])
+    for kind, label, colour in ((0, f"pure {names[0]}", "#1f77b4"),
+                                (1, f"pure {names[1]}", "#d62728"), (2, "mixed", "#7f7f7f")):
+        where = kinds == kind
+        left.scatter(points[where, 0], points[where, 1], s=12, color=colour, label=label,
+                     alpha=0.8)
+    a, b = int(np.flatnonzero(kinds == 0)[0]), int(np.flatnonzero(kinds == 1)[0])
+    left.plot(points[[a, b], 0], points[[a, b], 1], "k--", lw=1, label="path between two pure")
+    left.set_title("global code of each batch (PCA)")
+    left.set_xlabel("PC 1")
+    left.set_ylabel("PC 2")
+    left.legend(fontsize=7)
+    # The images at the two ends: the first images of each pure batch, reconstructed.
+    with torch.no_grad():
+        device = next(run.model.parameters()).device
+        ends = [run.model.reconstruct(dataset.batch(batch[:4]).to(device)).float().cpu()
+                for batch in (pure[0][0], pure[1][0])]
+    grid = torch.cat([torch.cat(list(e), dim=-1) for e in ends], dim=-2)  # (C, 2H, 4W)
+    picture = grid[0] if grid.shape[0] == 1 else grid.permute(1, 2, 0)
+    right.imshow(picture.numpy(), cmap="gray", vmin=0, vmax=1)
+    right.set_title(f"path ends: {names[0]} (top), {names[1]} (bottom)", fontsize=9)
+    right.set_axis_off()
+    return figure
+
+
+def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str = "train",
+                     seed: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+    """Grouped vs random batches from the global code (module docstring)."""
+    from vaelab.data.base import FactorDataset
+
+    dataset = run.dataset()
+    if not isinstance(dataset, FactorDataset):
+        raise VaelabError(f"global structure needs factor groups; {dataset.name!r} has no "
+                          "factors")
+    groups = dataset.group_index(run.config.data.config.group_factors or ("shape",))
+    size = batch_size or run.config.train.batch_size
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(groups), batches)
+    grouped = [rng.choice(groups[g], size) for g in which]
+    random = [rng.integers(0, len(dataset), size) for _ in range(batches)]
+    codes = global_codes(run.model, dataset, [*grouped, *random], bn)
+    is_grouped = np.repeat([1, 0], batches)
+    scores = {f"grouped_vs_random.{k}": v for k, v in
+              _svm_scores(codes, is_grouped, seed).items()}
+    counts = np.bincount(which, minlength=len(groups))
+    if (counts[counts > 0] >= 5).all() and (counts > 0).sum() >= 2:
+        scores.update({f"which_group.{k}": v for k, v in
+                       _svm_scores(codes[:batches], which, seed).items()})
+    return scores, {}
+
+
+EXPERIMENTS.register("domain_alignment")(domain_alignment)
+EXPERIMENTS.register("global_structure")(global_structure)
+
+
+def run_experiment(name: str, run_dir: str | Path, device: str = "cpu",
+                   **options: Any) -> dict[str, float]:
+    """Runs experiment `name` on a run: figures into RUN/plots, scores into metrics.json."""
+    from vaelab.metrics.evaluate import _read_metrics
+    from vaelab.runs import atomic_write_bytes, atomic_write_json, load_run
+    from vaelab.viz.losses import figure_to_png
+
+    func: Callable = EXPERIMENTS.get(name)
+    run = load_run(run_dir, device=device)
+    _batch_latent(run.model)  # a clear error before any work
+    scores, figures = func(run, **options)
+    scores = {f"experiment.{name}.{k}": v for k, v in scores.items()}
+    for filename, figure in figures.items():
+        atomic_write_bytes(run.dir / "plots" / filename, figure_to_png(figure))
+    path = run.dir / "metrics.json"
+    content = _read_metrics(path)
+    content.update(scores)
+    content.setdefault("protocol", {}).setdefault("experiments", {})[name] = {
+        **options, "svm": "5-fold cross-validated, standardised codes",
+        "codes": "pooled posterior mean of the global latent per batch"}
+    atomic_write_json(path, content)
+    return scores
