@@ -110,9 +110,11 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "return ordered[0] - (ordered[1] if len(ordered) > 1 else 0.0)", "return ordered[0]", MET),
     ("aam rest = second only", "vaelab/metrics/mig.py",
      "rest = ordered[1:].sum(axis=0)", "rest = ordered[1]", MET),
-    ("discretize last edge kept", "vaelab/metrics/_info.py",
+    # (Counting the edges from the right, np.minimum(np.digitize(x, edges[1:]), num_bins - 1),
+    # is an equivalent mutant: the same bins for every x. Merging the last two bins is not.)
+    ("discretize last two bins merged", "vaelab/metrics/_info.py",
      "out[:, j] = np.digitize(codes[:, j], edges[:-1]) - 1",
-     "out[:, j] = np.minimum(np.digitize(codes[:, j], edges[1:]), num_bins - 1)", MET),
+     "out[:, j] = np.digitize(codes[:, j], edges[:-2]) - 1", MET),
     ("discretize always float64", "vaelab/metrics/_info.py",
      "if codes.dtype not in (np.float32, np.float64):", "if True:", MET),
     ("gaussian TC sign", "vaelab/metrics/unsupervised.py",

@@ -250,3 +250,38 @@ def test_discretize_keeps_float32_edges():
     expected = np.stack([np.digitize(c, np.histogram(c, 20)[1][:-1]) - 1 for c in codes.T], 1)
     np.testing.assert_array_equal(discretize(codes, 20), expected)
     assert np.histogram(codes[:, 0], 20)[1].dtype == np.float32
+
+
+def test_float32_codes_are_binned_with_float32_edges():
+    # A float32 value on a float32 bin edge that lies below the float64 edge: numpy (and so
+    # disentanglement_lib) puts it in the upper bin; float64 edges would put it one lower.
+    ends = np.array([0.0, 0.7], dtype=np.float32)
+    edges32 = np.histogram_bin_edges(ends, 20)
+    edges64 = np.histogram_bin_edges(ends.astype(np.float64), 20)
+    candidates = [k for k in range(1, 20) if float(edges32[k]) < edges64[k]]
+    assert candidates, "the test needs an edge where float32 rounds down"
+    k = candidates[0]
+    column = np.array([0.0, 0.7, edges32[k]], dtype=np.float32)[:, None]
+    assert discretize(column)[2, 0] == k
+    assert discretize(column.astype(np.float64))[2, 0] == k - 1
+
+
+def test_mig_normalises_by_the_empirical_factor_entropy():
+    from vaelab.metrics.mig import compute_mig
+
+    # an unbalanced factor (counts 1, 1, 8): latent 0 is the factor, latent 1 is constant, so
+    # MI_0 = H(v) and MI_1 = 0 and MIG = H(v) / H(v) = 1 (not H(v) / log 3 = 0.58)
+    factor = np.array([0, 1, 2, 2, 2, 2, 2, 2, 2, 2])
+    codes = np.stack([factor.astype(np.float64), np.zeros(10)], axis=1)
+    score = compute_mig(codes, factor[:, None], num_train=10)
+    assert score["mig"] == pytest.approx(1.0)
+
+
+def test_active_units_counts_variances_above_the_threshold():
+    from vaelab.metrics.unsupervised import compute_active_units
+
+    rng = np.random.default_rng(0)
+    # sample variances ~0.0025, ~0.04 and ~1 against the threshold 0.01: two active
+    codes = rng.normal(size=(4000, 3)) * np.array([0.05, 0.2, 1.0])
+    scores = compute_active_units(codes, None, num_train=4000, threshold=0.01)
+    assert scores["active_units"] == 2.0 and scores["active_units.fraction"] == pytest.approx(2 / 3)
