@@ -326,7 +326,8 @@ def test_options_that_do_what_they_say(tmp_path, tiny):
         run_config_from_dict(tiny(metrics=["migg"]))
     with pytest.raises(ConfigError, match=r"adam_betas must each be in \[0, 1\)"):
         run_config_from_dict(tiny(adam_betas=[0.9, 1.5]))
-    with pytest.raises(VaelabError, match="needs a GPU.*bf16-mixed"):
+    with pytest.raises(VaelabError, match="needs a GPU.*bf16-mixed"), \
+            pytest.warns(UserWarning, match="not supported on CPU"):  # Fabric's own warning
         fit(_config(tiny, precision="16-mixed", accelerator="cpu"), tmp_path / "r")
     vaelab.train(config=tiny(), out=tmp_path, verbose=False, pictures=False)
     with pytest.raises(VaelabError, match="only train.\\* settings may change"):
