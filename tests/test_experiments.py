@@ -64,3 +64,17 @@ def test_experiments_need_a_global_latent(tmp_path, tiny, capsys):
         run_experiment("domain_alignment", tmp_path / "tiny")
     assert main(["experiment", "nope", str(tmp_path / "tiny")]) == 2
     assert "unknown experiment 'nope'" in capsys.readouterr().err
+
+
+def test_interpolation_figures(ugvae_run):
+    from PIL import Image
+
+    from vaelab.experiments import run_experiment
+
+    assert run_experiment("interpolation", ugvae_run, batches=10, batch_size=8) == {}
+    plots = ugvae_run / "plots"
+    grid = Image.open(plots / "experiment_interpolation.png")
+    assert grid.size == (7 * 66 + 2, 7 * 66 + 2)  # 7 x 7 cells of 64 px with 2-px borders
+    assert (plots / "experiment_interpolation_map.png").is_file()
+    assert sorted(p.name for p in plots.glob("experiment_prior_interpolation_*.png")) == [
+        f"experiment_prior_interpolation_{k}.png" for k in range(3)]  # K = 3

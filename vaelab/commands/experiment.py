@@ -1,5 +1,5 @@
 """`vaelab experiment NAME RUN [--batches N] [--batch-size B] [--bn train|eval]`: a paper's
-experiment on a trained run (UG-VAE: domain_alignment, global_structure); figures go to
+experiment on a trained run (UG-VAE: interpolation, domain_alignment, global_structure); figures go to
 RUN/plots, scores into RUN/metrics.json."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("experiment", help="run a paper's experiment on a run",
                                    description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="domain_alignment | global_structure")
+    parser.add_argument("name", help="interpolation | domain_alignment | global_structure")
     parser.add_argument("run", metavar="RUN", help="run directory")
     parser.add_argument("--batches", type=int, default=100, help="batches per batch type")
     parser.add_argument("--batch-size", type=int, default=0,

@@ -1,5 +1,9 @@
 """UG-VAE's experiments (Peis et al., 2020, §4; spec `ugvae.md` §9) on the global code.
 
+* `interpolation` (§4.1): the posterior grid of two random batches (rows: the global code from
+  batch 1's to batch 2's, columns: the local code of their first images), the same path on a
+  t-SNE map of 100 batches' global codes, and the prior interpolation of each component (rows:
+  beta from +1.5 to -1.5 in every coordinate, columns: z from mu_d(beta) - 3 to + 3);
 * `domain_alignment` (§4.2, the exp2 form): pure batches of domain A, of domain B and mixed
   batches are encoded; the global code of each batch is its pooled posterior mean. Linear and RBF
   SVMs (scikit-learn, 5-fold cross-validation) classify pure A vs pure B batches from it, and the
@@ -30,7 +34,7 @@ from vaelab.errors import VaelabError
 from vaelab.registry import Registry
 
 __all__ = ["EXPERIMENTS", "domain_alignment", "global_codes", "global_structure",
-           "run_experiment"]
+           "interpolation", "run_experiment"]
 
 EXPERIMENTS: Registry = Registry("experiment")
 BN_MODES = ("train", "eval")
@@ -160,6 +164,79 @@ def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str 
     return scores, {}
 
 
+@torch.no_grad()
+def interpolation(run: Any, batches: int = 100, batch_size: int = 0, bn: str = "train",
+                  seed: int = 0, steps: int = 7) -> tuple[dict[str, float], dict[str, Any]]:
+    """The three interpolation figures (module docstring); no scores."""
+    from sklearn.manifold import TSNE
+
+    from vaelab.viz.grid import image_grid, to_pil
+
+    model, dataset = run.model, run.dataset()
+    name = _batch_latent(model)
+    size = batch_size or run.config.train.batch_size
+    rng = np.random.default_rng(seed)
+    device = next(model.parameters()).device
+    encoder = copy.deepcopy(model).train() if bn == "train" else model.eval()
+    pair = [rng.integers(0, len(dataset), size) for _ in range(2)]
+    posteriors = [encoder.posterior(dataset.batch(b).to(device)) for b in pair]
+    betas = [p[name].mean[:1] for p in posteriors]  # (1, Db) each
+    locals_ = [p[model.traversal_latent].mean[:1] for p in posteriors]  # first images
+    lam = torch.linspace(0, 1, steps, device=device)[:, None]
+    beta_path = (1 - lam) * betas[0] + lam * betas[1]  # (steps, Db)
+    z_path = (1 - lam) * locals_[0] + lam * locals_[1]  # (steps, Dz)
+    rows = [model.generate({model.traversal_latent: z_path,
+                            name: beta.expand(steps, -1)}).float().cpu() for beta in beta_path]
+    figures: dict[str, Any] = {
+        "experiment_interpolation.png": to_pil(image_grid(torch.cat(rows), steps, steps))}
+    # The path on a t-SNE map of many batches' global codes.
+    others = [rng.integers(0, len(dataset), size) for _ in range(batches)]
+    codes = global_codes(model, dataset, others, bn)
+    points = TSNE(n_components=2, init="pca", random_state=seed,
+                  perplexity=float(min(30, max(2, (batches + steps - 1) / 3)))).fit_transform(
+        np.concatenate([codes, beta_path.float().cpu().numpy()]))
+    figure = Figure(figsize=(6, 5.5), layout="constrained")
+    axis = figure.subplots()
+    domains = getattr(dataset, "domains", None)
+    colours = None if domains is None else np.asarray(domains)[[b[0] for b in others]]
+    axis.scatter(points[:batches, 0], points[:batches, 1], s=10,
+                 c=colours if colours is not None else "#1f3a68", cmap="coolwarm")
+    path = points[batches:]
+    axis.plot(path[:, 0], path[:, 1], "k-o", ms=3, lw=1)
+    axis.plot(*path[0], "ko", ms=8)
+    axis.plot(*path[-1], "k>", ms=8)
+    axis.set_title("global codes of random batches (t-SNE) and the interpolation path")
+    axis.set_xticks([])
+    axis.set_yticks([])
+    figures["experiment_interpolation_map.png"] = figure
+    # Prior interpolation per component.
+    Db = model.spec(name).dim
+    betas_prior = torch.linspace(1.5, -1.5, steps, device=device)[:, None].expand(steps, Db)
+    shifts = torch.linspace(-3, 3, steps, device=device)[:, None]
+    grids = []
+    for k in range(model.num_clusters or 1):
+        cells = []
+        for beta in betas_prior:
+            mean = model.prior_heads(beta[None])[0][k]  # (Dz,)
+            z = mean[None] + shifts  # (steps, Dz): every coordinate shifted together
+            cells.append(model.generate({model.traversal_latent: z,
+                                         name: beta[None].expand(steps, -1)}).float().cpu())
+        grids.append(image_grid(torch.cat(cells), steps, steps))
+    for k, grid in enumerate(grids[:8]):  # the first 8 components
+        figures[f"experiment_prior_interpolation_{k}.png"] = to_pil(grid)
+    return {}, figures
+
+
+def _save(filename: str, content: Any) -> bytes:
+    from PIL import Image
+
+    from vaelab.viz.losses import figure_to_png
+    from vaelab.viz.summary import pil_to_png
+
+    return pil_to_png(content) if isinstance(content, Image.Image) else figure_to_png(content)
+
+
+EXPERIMENTS.register("interpolation")(interpolation)
 EXPERIMENTS.register("domain_alignment")(domain_alignment)
 EXPERIMENTS.register("global_structure")(global_structure)
 
@@ -169,7 +246,6 @@ def run_experiment(name: str, run_dir: str | Path, device: str = "cpu",
     """Runs experiment `name` on a run: figures into RUN/plots, scores into metrics.json."""
     from vaelab.metrics.evaluate import _read_metrics
     from vaelab.runs import atomic_write_bytes, atomic_write_json, load_run
-    from vaelab.viz.losses import figure_to_png
 
     func: Callable = EXPERIMENTS.get(name)
     run = load_run(run_dir, device=device)
@@ -177,7 +253,7 @@ def run_experiment(name: str, run_dir: str | Path, device: str = "cpu",
     scores, figures = func(run, **options)
     scores = {f"experiment.{name}.{k}": v for k, v in scores.items()}
     for filename, figure in figures.items():
-        atomic_write_bytes(run.dir / "plots" / filename, figure_to_png(figure))
+        atomic_write_bytes(run.dir / "plots" / filename, _save(filename, figure))
     path = run.dir / "metrics.json"
     content = _read_metrics(path)
     content.update(scores)
