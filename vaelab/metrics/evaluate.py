@@ -221,6 +221,10 @@ def evaluate_run(
         run.device = torch.device(device)
     path = Path(run.dir) / "metrics.json"
     _read_metrics(path)  # fails early on a corrupt file, before any work
+    if run.device.type == "cpu":  # the Python API gets the CLI's allocator setting too
+        from vaelab.perf import tune_allocator
+
+        tune_allocator()
     dataset = run.dataset()
     requested = ([m.strip() for m in metrics.split(",") if m.strip()]
                  if isinstance(metrics, str) else list(metrics or ["default"]))

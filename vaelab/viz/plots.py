@@ -495,6 +495,10 @@ def make_plots(
         raise VaelabError("name at least one plot kind (or 'all')")
     selected: list[PlotKind] = [PLOTS.get(k) for k in dict.fromkeys(kinds) if k != "all"]
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    if run.device.type == "cpu":  # the Python API gets the CLI's allocator setting too
+        from vaelab.perf import tune_allocator
+
+        tune_allocator()
     if "all" in kinds:
         dataset = run.dataset()
         for name in plot_kind_order():
