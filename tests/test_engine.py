@@ -398,3 +398,14 @@ def test_resumed_run_keeps_the_training_gif_frames(tmp_path, tiny):
 
     a, b = frames(tmp_path / "straight" / "training.gif"), frames(tmp_path / "cut" / "training.gif")
     assert len(a) == len(b) >= 2 and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_tensorboard_gets_images_and_hparams(tmp_path, tiny):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    fit(_config(tiny, steps=8, log_every=4), tmp_path / "r")
+    events = EventAccumulator(str(tmp_path / "r" / "tb"), size_guidance={"images": 0}).Reload()
+    assert {"images/reconstructions", "images/samples"} <= set(events.Tags()["images"])
+    assert [e.step for e in events.Images("images/samples")] == [4, 8]
+    assert "train/loss" in events.Tags()["scalars"]
+    assert list((tmp_path / "r" / "tb").rglob("hparams/events.out.tfevents.*"))

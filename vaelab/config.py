@@ -160,6 +160,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between periodic checkpoints (0: only last.ckpt)
     keep_checkpoints: int = 0  # periodic checkpoints kept (0: keep all)
     gif_every: int = 0  # steps between training.gif frames (0: no GIF)
+    tb_images: bool = True  # reconstructions and samples in TensorBoard at each log row
     metrics: tuple[str, ...] = ("default",)  # metrics run at the end ("default": the suite)
     progress: bool = True  # progress bar on stderr
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)

@@ -71,6 +71,8 @@ class TrainContext:
     dataset: Any
     fabric: Any
     step: int = 0
+    writer: Any = None  # the TensorBoard SummaryWriter (rank 0; None without TensorBoard)
+    last_row: dict[str, float] | None = None  # the last log row
 
     @property
     def device(self) -> torch.device:
@@ -460,6 +462,7 @@ def _loop(t: _Training) -> dict[str, Any]:
     train, state, fabric = t.config.train, t.state, t.fabric
     log = _TrainLog(t.run_dir / "train_log.csv", state["step"] if t.resume else None)
     writer = _tensorboard(t.run_dir) if fabric.is_global_zero else None
+    t.ctx.writer = writer
     bar = _progress(t.config, t.steps, state["step"], fabric.is_global_zero)
     stop = {"requested": False}
     previous_handler = (signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
@@ -525,7 +528,7 @@ def _accumulate(state: dict[str, Any], terms: dict[str, torch.Tensor]) -> None:
 
 def _write_row(t: _Training, log: _TrainLog, progress: dict[str, Any], step: int,
                row: dict[str, float]) -> None:
-    progress["row"] = row
+    progress["row"] = t.ctx.last_row = row
     if t.fabric.is_global_zero:
         log.write(row)
         _tensorboard_row(progress["writer"], row, "train")
@@ -628,9 +631,9 @@ def _finish(t: _Training, progress: dict[str, Any]) -> Run:
         _close(progress["bar"], progress["writer"])
         return _in_memory_run(t, read_json(t.run_dir / "summary.json"))
     _checkpoint(t, state["step"], periodic=bool(train.checkpoint_every))
-    _close(progress["bar"], progress["writer"])
     for callback in t.callbacks:
         callback.on_train_end(t.ctx)
+    _close(progress["bar"], progress["writer"])
     loop_time = progress["time"]
     summary = {
         "name": t.config.name,
@@ -668,6 +671,10 @@ def _in_memory_run(t: _Training, summary: dict[str, Any]) -> Run:
 
 def _default_callbacks(config: RunConfig) -> list[Callback]:
     callbacks: list[Callback] = []
+    if config.train.tb_images:
+        from vaelab.viz.tensorboard import TensorBoardImages
+
+        callbacks.append(TensorBoardImages())
     if config.train.gif_every:
         from vaelab.viz.training_gif import TrainingGif
 

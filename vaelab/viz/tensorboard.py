@@ -1,0 +1,74 @@
+"""`TensorBoardImages`: reconstructions and prior samples in TensorBoard every log interval (as
+the UG-VAE seed saves them), and the run's hyper-parameters with its final terms at the end.
+
+Pictures use a fixed set of dataset items and a fixed sample generator, in eval mode under
+no_grad, so they never touch the training's random stream. Only the global-zero process writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab.callbacks import Callback
+from vaelab.config import to_dict
+from vaelab.viz.traversals import decode
+
+__all__ = ["TensorBoardImages", "flat_hparams"]
+
+IMAGES = 8
+
+
+def flat_hparams(config: Any) -> dict[str, Any]:
+    """The run config as {dotted key: number | str | bool} (lists become strings)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+        elif isinstance(value, (int, float, str, bool)):
+            flat[prefix] = value
+        else:
+            flat[prefix] = str(value)
+
+    walk("", to_dict(config))
+    return flat
+
+
+class TensorBoardImages(Callback):
+    """Writes `images/reconstructions` and `images/samples` at each log row; hparams at the end."""
+
+    def __init__(self) -> None:
+        self._index: np.ndarray | None = None
+
+    def on_log(self, ctx: Any, step: int, row: dict[str, float]) -> None:
+        writer = getattr(ctx, "writer", None)
+        if writer is None or not ctx.is_global_zero:
+            return
+        model = ctx.model
+        if self._index is None:
+            self._index = np.linspace(0, len(ctx.dataset) - 1, IMAGES).astype(np.int64)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                x = ctx.dataset.batch(self._index)
+                recon = model.reconstruct(x).float()
+                generator = torch.Generator().manual_seed(0)
+                samples = decode(model, model.sample_prior(IMAGES, generator))
+        finally:
+            model.train(was_training)
+        writer.add_images("images/reconstructions", torch.cat([x.float(), recon]).cpu().clamp(0, 1),
+                          step)
+        writer.add_images("images/samples", samples.cpu().clamp(0, 1), step)
+
+    def on_train_end(self, ctx: Any) -> None:
+        writer = getattr(ctx, "writer", None)
+        if writer is None or not ctx.is_global_zero:
+            return
+        final = {f"final/{k}": float(v) for k, v in (ctx.last_row or {}).items()
+                 if k not in ("step", "epoch") and not (k.startswith("kl_") and k[3:].isdigit())}
+        writer.add_hparams(flat_hparams(ctx.config), final, run_name="hparams")
