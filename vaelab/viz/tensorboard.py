@@ -61,9 +61,11 @@ class TensorBoardImages(Callback):
                 samples = decode(model, model.sample_prior(IMAGES, generator))
         finally:
             model.train(was_training)
-        writer.add_images("images/reconstructions", torch.cat([x.float(), recon]).cpu().clamp(0, 1),
-                          step)
-        writer.add_images("images/samples", samples.cpu().clamp(0, 1), step)
+        def clean(images: torch.Tensor) -> torch.Tensor:  # a diverging model may give NaN
+            return torch.nan_to_num(images.cpu(), nan=0.0).clamp(0, 1)
+
+        writer.add_images("images/reconstructions", clean(torch.cat([x.float(), recon])), step)
+        writer.add_images("images/samples", clean(samples), step)
 
     def on_train_end(self, ctx: Any) -> None:
         writer = getattr(ctx, "writer", None)
