@@ -257,6 +257,8 @@ def plot_latent_projection(
             )
             figure.colorbar(drawn, ax=axis, label=colour_name)
         axis.set_title(f"{title} of posterior means")
+        axis.set_xlabel(f"{title} 1")
+        axis.set_ylabel(f"{title} 2")
         axis.set_xticks([])
         axis.set_yticks([])
     if colours is not None and len(values) <= 20:

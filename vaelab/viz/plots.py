@@ -330,12 +330,24 @@ def _projection_name(options: PlotOptions) -> str:
     return f"latent_projection_{options.factor}.png" if options.factor else "latent_projection.png"
 
 
+def _default_colouring(dataset) -> str:
+    """What projections are coloured by when no --factor is given: "shape" or the first factor
+    of a factor dataset, else the labels, else nothing."""
+    if isinstance(dataset, FactorDataset):
+        names = list(dataset.factor_names)
+        return "shape" if "shape" in names else names[0]
+    return "label" if dataset.labels is not None else ""
+
+
 def _projection_colours(
     run: Run, options: PlotOptions, index: np.ndarray
 ) -> tuple[np.ndarray | None, list[str] | None]:
     dataset = run.dataset()
-    if not options.factor:
+    factor = options.factor or _default_colouring(dataset)
+    if not factor:
         return None, None
+    options = PlotOptions(**{**{f.name: getattr(options, f.name) for f in fields(PlotOptions)},
+                             "factor": factor})
     if options.factor == "label":
         if dataset.labels is None:
             raise VaelabError(f"dataset {run.config.data.name!r} has no labels to colour by")
@@ -372,7 +384,8 @@ def _latent_projection(run: Run, options: PlotOptions) -> dict[str, Content]:
         "PCA": project_latents(means, "pca", options.seed),
         "t-SNE": project_latents(means, "tsne", options.seed),
     }
-    figure = plot_latent_projection(projections, colours, options.factor, categories)
+    factor = options.factor or _default_colouring(dataset)
+    figure = plot_latent_projection(projections, colours, factor, categories)
     return {_projection_name(options): figure}
 
 
