@@ -108,7 +108,36 @@ class EpochPermutation(BatchSource):
         self._perm = self._permutation()  # the current epoch's permutation, drawn again
 
 
-class DomainBatches(BatchSource):
+class _FreshBatches(BatchSource):
+    """A source that draws every batch afresh (with replacement) from its generator: the state
+    is the number of batches drawn and the generator's state."""
+
+    count: int
+    n: int
+    batch_size: int
+    world_size: int
+    rank: int
+    generator: torch.Generator
+
+    def _shard(self, index: Tensor) -> Tensor:
+        """This rank's part of a batch drawn for every rank, (batch_size,)."""
+        self.count += 1
+        return index[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+
+    @property
+    def epochs(self) -> float:
+        return self.count * self.batch_size * self.world_size / max(self.n, 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "count": self.count, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_kind(state)
+        self.count = int(state["count"])
+        self.generator.set_state(state["generator"])
+
+
+class DomainBatches(_FreshBatches):
     """Batches drawn afresh from per-domain pools: "random" (per item) or "pure" (per batch).
 
     Args:
@@ -157,23 +186,11 @@ class DomainBatches(BatchSource):
             # shapes, so no host sync.
             pick = torch.randint(0, len(pool), (total,), generator=self.generator, device=device)
             index = torch.where(mask, pool[pick], index)
-        self.count += 1
-        return index[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
-
-    @property
-    def epochs(self) -> float:
-        return self.count * self.batch_size * self.world_size / max(self.n, 1)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "count": self.count, "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._check_kind(state)
-        self.count = int(state["count"])
-        self.generator.set_state(state["generator"])
+        return self._shard(index)
 
 
-class GroupBatches(BatchSource):
+
+class GroupBatches(_FreshBatches):
     """Batches whose items share one factor value; see the module docstring.
 
     Args:
@@ -210,18 +227,5 @@ class GroupBatches(BatchSource):
         u = torch.rand(total, generator=self.generator, device=device)
         picks = (u * self.lengths[group]).long().clamp_max(self.lengths[group] - 1)
         self.last_group = group[0]
-        self.count += 1
-        index = self.table[group[0], picks]
-        return index[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        return self._shard(self.table[group[0], picks])
 
-    @property
-    def epochs(self) -> float:
-        return self.count * self.batch_size * self.world_size / max(self.n, 1)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "count": self.count, "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._check_kind(state)
-        self.count = int(state["count"])
-        self.generator.set_state(state["generator"])
