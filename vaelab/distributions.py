@@ -31,6 +31,7 @@ __all__ = [
     "DiagonalGaussian",
     "bernoulli_log_likelihood",
     "check_reduction",
+    "expected_component_kl",
     "gaussian_log_likelihood",
     "kl_categorical_uniform",
     "kl_normal_normal",
@@ -127,6 +128,41 @@ def kl_normal_normal(
     per_dim = 0.5 * (logvar_p - logvar_q
                      + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)
     return reduce_batch(per_dim, reduction)
+
+
+def expected_component_kl(
+    mu_q: Tensor, logvar_q: Tensor, z: Tensor, pi: Tensor, mu_p: Tensor, logvar_p: Tensor,
+    estimator: str = "analytic",
+) -> Tensor:
+    """sum_k pi_k KL(q || p_k) of a Gaussian q against the components p_k of a mixture prior.
+
+    `estimator="analytic"`: sum_k pi_k KL(N(mu_q, var_q) || N(mu_k, var_k)) in closed form;
+    `"sample"`: the one-sample log-ratio log q(z) - sum_k pi_k log p_k(z) at the sample `z` (the
+    Gaussian constants cancel as sum_k pi_k = 1). Used by the GMVAE conditional-prior term and
+    UG-VAE's local KL.
+
+    Args:
+        mu_q, logvar_q, z: q's parameters and a sample of it, (B, D).
+        pi: component weights (B, K), rows summing to 1.
+        mu_p, logvar_p: the components, broadcastable to (B, K, D).
+
+    Returns:
+        (B,) in nats.
+    """
+    B, K = pi.shape
+    D = mu_q.shape[-1]
+    mu_p, logvar_p = mu_p.expand(B, K, D), logvar_p.expand(B, K, D)
+    if estimator == "analytic":
+        kl = kl_normal_normal(mu_q[:, None].expand(B, K, D).reshape(-1, D),
+                              logvar_q[:, None].expand(B, K, D).reshape(-1, D),
+                              mu_p.reshape(-1, D), logvar_p.reshape(-1, D),
+                              reduction="none").view(B, K)
+        return (pi * kl).sum(-1)
+    if estimator != "sample":
+        raise ValueError(f"estimator must be 'analytic' or 'sample', got {estimator!r}")
+    log_q = DiagonalGaussian(mu_q, logvar_q).log_prob(z)  # (B,)
+    log_p = DiagonalGaussian(mu_p, logvar_p).log_prob(z[:, None, :])  # (B, K)
+    return log_q - (pi * log_p).sum(-1)
 
 
 def kl_categorical_uniform(logits: Tensor, reduction: str = "mean") -> Tensor:

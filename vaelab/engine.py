@@ -236,7 +236,8 @@ def evaluate_terms(objective: nn.Module, model: nn.Module, dataset: Any,
     was_training = (model.training, objective.training)
     model.eval()
     objective.eval()
-    sums: dict[str, float] = {}
+    keys: list[str] = []
+    total: torch.Tensor | None = None  # the weighted sums, on the device: one host sync at the end
     count = 0
     autocast = fabric.autocast() if fabric is not None else torch.autocast("cpu", enabled=False)
     try:
@@ -245,14 +246,16 @@ def evaluate_terms(objective: nn.Module, model: nn.Module, dataset: Any,
             torch.manual_seed(seed)
             for index in batches:
                 terms = objective.compute(model, dataset.batch_of(index), step)
-                values = torch.stack([v.float() for v in terms.values()]).cpu().tolist()
-                for key, value in zip(terms, values):
-                    sums[key] = sums.get(key, 0.0) + value * len(index)
+                keys = keys or list(terms)
+                values = torch.stack([terms[k].float() for k in keys]) * len(index)
+                total = values if total is None else total + values
                 count += len(index)
     finally:
         model.train(was_training[0])
         objective.train(was_training[1])
-    return {key: value / max(count, 1) for key, value in sums.items()}
+    if total is None:
+        return {}
+    return dict(zip(keys, (total.double().cpu() / max(count, 1)).tolist()))
 
 
 def _validation_sets(config: RunConfig, dataset: Any, device: torch.device

@@ -85,3 +85,15 @@ def test_group_batches_resume_exactly(tmp_path):
     b = fit(run_config_from_dict(_config(data, 8)), tmp_path / "b", resume=True)
     a = vaelab.load_run(tmp_path / "a")
     assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+
+
+def test_group_batches_draw_uniformly_within_a_group():
+    # 1000 batches of 8 over 11 groups: ~730 draws per group, ~30 per item of a 24-item group;
+    # the chance that some item of some group is never drawn is below 1e-10
+    data = vaelab.load_dataset("toy_squares")
+    config = ToySquaresConfig(batches="group", group_factors=("size", "pos_x"))
+    source = data.batch_source(config, 8, torch.Generator().manual_seed(1))
+    drawn = np.concatenate([source.next().numpy() for _ in range(1000)])
+    counts = np.bincount(drawn, minlength=len(data))
+    assert (counts > 0).all()
+    assert counts.max() < 4 * counts.mean()  # and none is favoured beyond sampling noise

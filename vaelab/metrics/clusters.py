@@ -67,18 +67,19 @@ def cluster_scores(clusters: np.ndarray, labels: np.ndarray, num_clusters: int,
 
 
 @torch.no_grad()
-def assign_clusters(model: Any, dataset: Any, batch_size: int = 1024) -> np.ndarray:
-    """`model.cluster` of every item of `dataset`, (N,), in eval mode."""
+def assign_clusters(model: Any, dataset: Any, index: np.ndarray | None = None,
+                    batch_size: int = 1024) -> np.ndarray:
+    """`model.cluster` of the items `index` of `dataset` (default: all), (n,), in eval mode."""
     if not getattr(model, "num_clusters", 0):
         raise VaelabError(f"model {type(model).__name__} has no clusters (clustering scores "
                           "need a mixture model such as a GMVAE)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    index = np.arange(len(dataset)) if index is None else np.asarray(index)
     try:
-        parts = [model.cluster(dataset.batch(np.arange(i, min(i + batch_size, len(dataset))))
-                               .to(device)).cpu().numpy()
-                 for i in range(0, len(dataset), batch_size)]
+        parts = [model.cluster(dataset.batch(index[i:i + batch_size]).to(device)).cpu().numpy()
+                 for i in range(0, len(index), batch_size)]
     finally:
         model.train(was_training)
     return np.concatenate(parts)

@@ -38,8 +38,8 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.distributions import (
-    DiagonalGaussian,
     bernoulli_log_likelihood,
+    expected_component_kl,
     gaussian_log_likelihood,
     kl_categorical_uniform,
     kl_normal_normal,
@@ -87,25 +87,9 @@ class GMVAEObjectiveConfig:
 
 def conditional_prior_term(out: GMVAEOutput, pi: Tensor, estimator: str) -> Tensor:
     """cp per draw, (S B,): E_pi[log q(z|x) - log p(z|w, y)] (see the module docstring)."""
-    mu_z = out.mu_z.repeat(out.samples, 1)  # (S B, Dz)
-    logvar_z = out.logvar_z.repeat(out.samples, 1)
-    if estimator == "analytic":
-        kl = _kl_per_component(mu_z, logvar_z, out.prior_mu, out.prior_logvar)  # (S B, K)
-        return (pi * kl).sum(-1)
-    log_q = DiagonalGaussian(mu_z, logvar_z).log_prob(out.z)  # (S B,)
-    log_p = DiagonalGaussian(out.prior_mu, out.prior_logvar).log_prob(out.z[:, None, :])  # (S B, K)
-    return log_q - (pi * log_p).sum(-1)
-
-
-def _kl_per_component(mu_z: Tensor, logvar_z: Tensor, prior_mu: Tensor,
-                      prior_logvar: Tensor) -> Tensor:
-    """KL(q(z|x) || p(z|w, y=k)) for every k, (S B, K)."""
-    rows, components, dim = prior_mu.shape
-    kl = kl_normal_normal(
-        mu_z[:, None].expand(rows, components, dim).reshape(-1, dim),
-        logvar_z[:, None].expand(rows, components, dim).reshape(-1, dim),
-        prior_mu.reshape(-1, dim), prior_logvar.reshape(-1, dim), reduction="none")
-    return kl.view(rows, components)
+    return expected_component_kl(out.mu_z.repeat(out.samples, 1),
+                                 out.logvar_z.repeat(out.samples, 1), out.z, pi,
+                                 out.prior_mu, out.prior_logvar, estimator)
 
 
 @OBJECTIVES.register("gmvae")

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from vaelab.distributions import (
-    DiagonalGaussian,
+    expected_component_kl,
     gaussian_log_likelihood,
     kl_categorical_uniform,
     kl_normal_normal,
@@ -58,20 +58,9 @@ class UGVAEObjectiveConfig:
 
 def local_kl(out: UGVAEOutput, pi: Tensor, estimator: str = "hybrid") -> Tensor:
     """KL_z per image, (B,): E_pi[KL(q(z|x) || p(z | d, beta))] (see the module docstring)."""
-    B, K = pi.shape
-    if estimator == "hybrid":
-        dim = out.m.shape[1]
-        kl = kl_normal_normal(  # (B K,) -> (B, K)
-            out.m[:, None].expand(B, K, dim).reshape(-1, dim),
-            out.logvar_z[:, None].expand(B, K, dim).reshape(-1, dim),
-            out.prior_mu[None].expand(B, K, dim).reshape(-1, dim),
-            out.prior_logvar[None].expand(B, K, dim).reshape(-1, dim), reduction="none",
-        ).view(B, K)
-        return (pi * kl).sum(-1)
-    log_q = DiagonalGaussian(out.m, out.logvar_z).log_prob(out.z)  # (B,)
-    log_p = DiagonalGaussian(out.prior_mu[None], out.prior_logvar[None]).log_prob(
-        out.z[:, None, :])  # (B, K)
-    return log_q - (pi * log_p).sum(-1)
+    return expected_component_kl(out.m, out.logvar_z, out.z, pi, out.prior_mu[None],
+                                 out.prior_logvar[None],
+                                 "analytic" if estimator == "hybrid" else "sample")
 
 
 @OBJECTIVES.register("ugvae")

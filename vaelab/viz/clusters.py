@@ -45,17 +45,7 @@ MAX_MEMBER_SCAN = 5000  # dataset items scanned for cluster members
 def _clusters_of(run: Run, index: np.ndarray) -> np.ndarray:
     from vaelab.metrics.clusters import assign_clusters
 
-    class _Subset:  # the dataset items `index`, as a dataset
-        def __init__(self, dataset, index):
-            self.dataset, self.index, self.name = dataset, index, dataset.name
-
-        def __len__(self):
-            return len(self.index)
-
-        def batch(self, positions):
-            return self.dataset.batch(self.index[np.asarray(positions)])
-
-    return assign_clusters(run.model, _Subset(run.dataset(), index))
+    return assign_clusters(run.model, run.dataset(), index)
 
 
 def _require_clusters(run: Run, kind: str) -> None:
