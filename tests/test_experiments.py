@@ -78,3 +78,134 @@ def test_interpolation_figures(ugvae_run):
     assert (plots / "experiment_interpolation_map.png").is_file()
     assert sorted(p.name for p in plots.glob("experiment_prior_interpolation_*.png")) == [
         f"experiment_prior_interpolation_{k}.png" for k in range(3)]  # K = 3
+
+
+# MNIST series (§4.3(b)) and the CelebA-attribute form of global structure.
+
+def test_series_digits_are_the_decimal_digits_of_each_series():
+    from vaelab.data.series import series_digits
+
+    assert series_digits("even", 12).tolist() == [0, 2, 4, 6, 8, 1, 0, 1, 2, 1, 4, 1]
+    assert series_digits("odd", 8).tolist() == [1, 3, 5, 7, 9, 1, 1, 1]
+    assert series_digits("fibonacci", 12).tolist() == [0, 1, 1, 2, 3, 5, 8, 1, 3, 2, 1, 3]
+    assert series_digits("primes", 12).tolist() == [2, 3, 5, 7, 1, 1, 1, 3, 1, 7, 1, 9]
+    assert all(len(series_digits(s)) == 256 for s in ("even", "odd", "fibonacci", "primes"))
+    # The 256th digit of the primes: brute force over the primes written out.
+    primes = [n for n in range(2, 2000) if all(n % d for d in range(2, int(n**0.5) + 1))]
+    assert series_digits("primes").tolist() == [int(c) for c in "".join(map(str, primes))][:256]
+
+
+def test_series_batches_follow_the_stream_and_cycle_each_class():
+    import numpy as np
+
+    from vaelab.data.base import DataError
+    from vaelab.data.series import SERIES, SeriesBatches, series_digits
+
+    labels = np.tile(np.arange(10), 3)  # 3 images per digit, so the classes must cycle
+    sampler = SeriesBatches(labels, batch_size=40, seed=3)
+    batches, kinds = sampler.draw(8)
+    assert np.bincount(kinds, minlength=4).tolist() == [2, 2, 2, 2]  # balanced
+    for index, kind in zip(batches, kinds):
+        digits = labels[index]
+        stream = series_digits(SERIES[kind])
+        starts = [s for s in range(256) if (stream[(s + np.arange(40)) % 256] == digits).all()]
+        assert starts, "a batch's digits are consecutive digits of its series (wrapping)"
+    # Per-class iterators in dataset order, cycled: the images of digit 1 are taken 0, 1, 2, 0...
+    taken = np.concatenate(batches)
+    ones = taken[labels[taken] == 1]
+    assert ones.tolist()[:6] == [1, 11, 21, 1, 11, 21]
+    unbalanced = SeriesBatches(labels, 4, seed=0, balanced=False).draw(40)[1]
+    assert len(set(np.bincount(unbalanced, minlength=4).tolist())) > 1
+    with pytest.raises(DataError, match=r"none labelled \[7\]"):
+        SeriesBatches(labels[labels != 7], 4)
+    with pytest.raises(DataError, match="no labels"):
+        SeriesBatches(None, 4)
+
+
+@pytest.fixture(scope="module")
+def mnist_ugvae(tmp_path_factory):
+    import shutil
+
+    from conftest import SHARED_DATA
+
+    source = SHARED_DATA / "mnist-test"
+    if not source.is_dir():
+        pytest.skip("../shared/data/mnist-test is not present beside the checkout")
+    home = tmp_path_factory.mktemp("mnist_home")
+    shutil.copytree(source, home / "mnist")
+    out = tmp_path_factory.mktemp("ugm")
+    config = {"name": "m", "seed": 1,
+              "model": {"name": "ugvae", "architecture": "k_vae", "K": 3, "z_dim": 4,
+                        "beta_dim": 3},
+              "objective": {"name": "ugvae", "reduction": "mean"},
+              "data": {"name": "mnist", "split": "test", "limit": 600, "root": str(home)},
+              "train": {"steps": 4, "batch_size": 16, "log_every": 2, "metrics": [],
+                        "progress": False, "checkpoint_every": 0}}
+    vaelab.train(config=config, out=out, verbose=False, pictures=False)
+    return out / "m"
+
+
+def test_mnist_series_experiment_from_the_cli(mnist_ugvae, capsys):
+    assert main(["experiment", "mnist_series", str(mnist_ugvae), "--batches", "20",
+                 "--batch-size", "8", "--reduction", "pca"]) == 0
+    out = capsys.readouterr().out
+    assert "experiment.mnist_series.series.linear_svm" in out
+    scores = json.loads((mnist_ugvae / "metrics.json").read_text())
+    assert scores["experiment.mnist_series.series.chance"] == 0.25
+    for key in ("series.linear_svm", "series.rbf_svm", "series_vs_random.linear_svm"):
+        assert 0.0 <= scores[f"experiment.mnist_series.{key}"] <= 1.0
+    for name in ("experiment_mnist_series_global.png", "experiment_mnist_series_local.png"):
+        assert (mnist_ugvae / "plots" / name).is_file()
+    assert scores["protocol"]["experiments"]["mnist_series"]["reduction"] == "pca"
+
+
+def test_mnist_series_needs_digit_labels_and_attribute_only_for_global_structure(
+        ugvae_run, mnist_ugvae, capsys):
+    from vaelab.data.base import DataError
+    from vaelab.experiments import run_experiment
+
+    with pytest.raises(DataError, match="every digit 0-9"):
+        run_experiment("mnist_series", ugvae_run, batches=8, batch_size=8)
+    assert main(["experiment", "mnist_series", str(mnist_ugvae), "--attribute", "Male"]) == 2
+    assert "--attribute belongs to global_structure" in capsys.readouterr().err
+    with pytest.raises(VaelabError, match="two label values"):
+        run_experiment("global_structure", mnist_ugvae, batches=5, batch_size=8)
+
+
+def test_global_structure_attribute_form_on_a_small_celeba(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vaelab.experiments import run_experiment
+
+    folder = tmp_path / "data" / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    signs = [1 if i % 2 else -1 for i in range(24)]
+    for i, sign in enumerate(signs):
+        colour = (200, 60, 60) if sign > 0 else (60, 60, 200)
+        picture = np.clip(rng.normal(colour, 20, (72, 64, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(picture).save(folder / f"{i + 1:06d}.png")
+    rows = [f"{i + 1:06d}.png {s:2d} {-s:2d}" for i, s in enumerate(signs)]
+    (folder.parent / "list_attr_celeba.txt").write_text("24\nMale Smiling\n" + "\n".join(rows))
+    config = {"name": "c", "seed": 1,
+              "model": {"name": "ugvae", "K": 2, "z_dim": 3, "beta_dim": 2},
+              "objective": {"name": "ugvae", "reduction": "mean"},
+              "data": {"name": "celeba", "root": str(tmp_path / "data"), "test_fraction": 0.0},
+              "train": {"steps": 2, "batch_size": 8, "log_every": 1, "metrics": [],
+                        "progress": False, "checkpoint_every": 0}}
+    vaelab.train(config=config, out=tmp_path / "runs", verbose=False, pictures=False)
+    run_dir = tmp_path / "runs" / "c"
+    with pytest.raises(VaelabError, match="attribute='Male'"):
+        run_experiment("global_structure", run_dir, batches=5, batch_size=4)
+    scores = run_experiment("global_structure", run_dir, batches=5, batch_size=4,
+                            attribute="Male", reduction="pca", bn="eval")
+    for key in ("three.linear_svm", "three.rbf_svm", "attribute.linear_svm"):
+        assert 0.0 <= scores[f"experiment.global_structure.{key}"] <= 1.0
+    # Red (Male) and blue batches differ in their mean colour: even after 2 steps the global
+    # code tells them apart, with BatchNorm on its running statistics (batch statistics would
+    # normalise a pure batch's mean colour away).
+    assert scores["experiment.global_structure.attribute.linear_svm"] >= 0.8
+    plots = run_dir / "plots"
+    assert (plots / "experiment_global_structure.png").is_file()
+    assert (plots / "experiment_global_structure_examples.png").is_file()

@@ -290,3 +290,15 @@ def test_benchmark_10000_jpegs(tmp_path):
     assert second.data.shape == (10_000, 3, 64, 64) and checksum == int(first.data.sum())
     print(f"cold {cold:.2f} s, cached {warm:.3f} s, page-in of all pixels {touch:.2f} s")
     assert warm < 1.0
+
+
+def test_mixed_set_with_one_domain_missing_names_it_and_how_to_fetch_it(tmp_path):
+    _cars3d(tmp_path)  # cars present, chairs missing
+    with pytest.raises(DataError) as caught:
+        load_dataset("cars_chairs", root=str(tmp_path), image_size=16, test_fraction=0.0)
+    message = str(caught.value)
+    assert "cars_chairs mixes cars3d and chairs; cannot load chairs:" in message
+    assert "[chairs]" in message and "vaelab data chairs --from PATH" in message
+    assert "cars3d," not in message.split("cannot load")[1]  # the present domain is not blamed
+    with pytest.raises(DataError, match="cannot load celeba, faces:"):
+        load_dataset("celeba_faces", root=str(tmp_path / "empty"))

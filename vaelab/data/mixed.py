@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vaelab.data.base import DataConfig, ImageDataset
+from vaelab.data.base import DataConfig, DataError, ImageDataset
 from vaelab.data.batches import DomainBatches
 from vaelab.data.cars import Cars3D
 from vaelab.data.celeba import CelebA, Faces
@@ -105,7 +105,17 @@ class MixedDomainDataset(ImageDataset):
     @classmethod
     def load(cls, config: MixedConfig | None = None) -> MixedDomainDataset:
         config = config or MixedConfig()
-        parts = [c.load(cls._component_config(c, config)).data for c in cls.components]
+        parts, failures = [], []
+        for component in cls.components:
+            try:
+                parts.append(component.load(cls._component_config(component, config)).data)
+            except DataError as error:
+                failures.append((component.name, error))
+        if failures:  # name every missing domain, with each one's own fetch instructions
+            names = " and ".join(c.name for c in cls.components)
+            missing = ", ".join(name for name, _ in failures)
+            details = "\n".join(f"[{name}] {error}" for name, error in failures)
+            raise DataError(f"{cls.name} mixes {names}; cannot load {missing}:\n{details}")
         channels = max(part.shape[1] for part in parts)
         parts = [part.expand(-1, channels, -1, -1) for part in parts]  # grey -> colour
         domains = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(parts)])
