@@ -209,3 +209,25 @@ def test_global_structure_attribute_form_on_a_small_celeba(tmp_path):
     plots = run_dir / "plots"
     assert (plots / "experiment_global_structure.png").is_file()
     assert (plots / "experiment_global_structure_examples.png").is_file()
+
+
+def test_global_structure_groups_by_the_factor_asked(ugvae_run, capsys):
+    from vaelab.data.base import DataError
+    from vaelab.experiments.ugvae import global_structure
+
+    run = vaelab.load_run(ugvae_run)
+    seen = []
+    original = run.dataset().group_index
+
+    def spy(factors):
+        seen.append(tuple(factors))
+        return original(factors)
+
+    run.dataset().group_index = spy
+    global_structure(run, batches=10, batch_size=8, factors="pos_x, scale", reduction="pca")
+    global_structure(run, batches=10, batch_size=8, reduction="pca")
+    assert seen == [("pos_x", "scale"), ("shape",)]
+    with pytest.raises(DataError, match="unknown factor 'hue'"):
+        global_structure(run, batches=10, batch_size=8, factors="hue")
+    assert main(["experiment", "interpolation", str(ugvae_run), "--factors", "shape"]) == 2
+    assert "--factors belongs to global_structure" in capsys.readouterr().err

@@ -24,6 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--attribute", default="",
                         help="global_structure on CelebA: the attribute whose batches are "
                         "compared (the seed's: Male)")
+    parser.add_argument("--factors", default="",
+                        help="global_structure on factor data: the factor(s) the grouped batches "
+                        "share, comma-separated (default: the run's data.group_factors, else "
+                        "shape)")
     parser.add_argument("--reduction", choices=("tsne", "pca"), default="tsne",
                         help="global_structure / mnist_series maps: t-SNE or PCA")
     parser.add_argument("--device", default="cpu")
@@ -41,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
         options["batches"] = args.batches
     if args.name in ("global_structure", "mnist_series"):
         options["reduction"] = args.reduction
-    if args.attribute:
-        if args.name != "global_structure":
-            raise VaelabError(f"--attribute belongs to global_structure, not {args.name}")
-        options["attribute"] = args.attribute
+    for flag in ("attribute", "factors"):
+        if getattr(args, flag):
+            if args.name != "global_structure":
+                raise VaelabError(f"--{flag} belongs to global_structure, not {args.name}")
+            options[flag] = getattr(args, flag)
     scores = run_experiment(args.name, args.run, device=args.device, **options)
     for key, value in scores.items():
         print(f"{key}  {value:.4f}")

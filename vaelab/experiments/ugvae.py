@@ -180,11 +180,13 @@ GROUP_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 
 
 def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str = "train",
-                     seed: int = 0, attribute: str = "", reduction: str = "tsne"
+                     seed: int = 0, attribute: str = "", reduction: str = "tsne",
+                     factors: str | tuple[str, ...] = ()
                      ) -> tuple[dict[str, float], dict[str, Any]]:
     """Grouped vs random batches from the global code (module docstring).
 
-    Two forms: on factor data, batches sharing a value of `data.group_factors` (default: shape);
+    Two forms: on factor data, batches sharing a value of `factors` (a name, a comma-separated
+    list or a tuple; default: the run's `data.group_factors`, else shape);
     on labelled data (CelebA with `attribute`, e.g. "Male", or the run's `data.attribute`), the
     seed's form: 3 x `batches` random batches and `batches` of each label value, a 3-class SVM
     (random / attribute / not attribute, the seed's final protocol) and a 2-class one (attribute
@@ -197,7 +199,9 @@ def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str 
     size = batch_size or run.config.train.batch_size
     rng = np.random.default_rng(seed)
     if isinstance(dataset, FactorDataset) and not attribute:
-        factors = run.config.data.config.group_factors or ("shape",)
+        if isinstance(factors, str):
+            factors = tuple(f.strip() for f in factors.split(",") if f.strip())
+        factors = tuple(factors) or run.config.data.config.group_factors or ("shape",)
         groups = dataset.group_index(factors)
         which = rng.integers(0, len(groups), batches)
         grouped = [rng.choice(groups[g], size) for g in which]
