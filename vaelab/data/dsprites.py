@@ -500,6 +500,7 @@ class DSprites(FactorDataset):
 
     config_class = DSpritesConfig
     factor_names = FACTOR_NAMES
+    shape_names = ("square", "ellipse", "heart")  # the shape factor's values, for legends
 
     def __init__(self, packed: Tensor, factors: np.ndarray, name: str = "dsprites") -> None:
         if packed.dtype != torch.uint8 or packed.dim() != 2 or packed.shape[1] != PACKED_BYTES:
