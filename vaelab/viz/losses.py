@@ -14,7 +14,13 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["figure_to_png", "latent_kl_columns", "plot_losses", "term_unit"]
+__all__ = [
+    "figure_to_png",
+    "latent_kl_columns",
+    "plot_losses",
+    "plot_metrics_during_training",
+    "term_unit",
+]
 
 # Columns that are bookkeeping, not curves.
 _AXES = ("step", "epoch")
@@ -91,6 +97,45 @@ def plot_losses(log: Mapping[str, np.ndarray], title: str = "") -> Figure:
         bars.set_xlabel("latent")
         bars.set_ylabel("nats")
     for axis in axes[panels:]:
+        axis.set_axis_off()
+    return figure
+
+
+MAX_METRIC_PANELS = 9
+
+
+def plot_metrics_during_training(log: Mapping[str, np.ndarray], title: str = "") -> Figure:
+    """One panel per metric of `metrics_log.csv` (`train.metrics_every`) against the step: the
+    headline score of each metric (`HEADLINE`) when logged, else every column, at most 9.
+
+    Args:
+        log: {column: (T,) array} with a "step" column.
+        title: figure title.
+    """
+    from vaelab.metrics.properties import HEADLINE, describe_score
+
+    columns = [k for k in log if k != "step"]
+    keys = [k for k in HEADLINE.values() if k in columns] or columns
+    keys = keys[:MAX_METRIC_PANELS]
+    steps = np.asarray(log.get("step", []), dtype=np.float64)
+    cols = min(3, max(1, len(keys)))
+    rows = max(1, -(-len(keys) // cols))
+    figure = Figure(figsize=(3.6 * cols, 2.6 * rows), layout="constrained")
+    figure.suptitle(title or "metrics during training")
+    if not keys or len(steps) == 0:
+        axis = figure.add_subplot(1, 1, 1)
+        axis.text(0.5, 0.5, "no metrics logged yet", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    axes = figure.subplots(rows, cols, squeeze=False).ravel()
+    for axis, key in zip(axes, keys):
+        axis.plot(steps, np.asarray(log[key], dtype=np.float64), marker=".")
+        direction = describe_score(key)[1]
+        arrow = {1: " (higher is better)", -1: " (lower is better)"}.get(direction, "")
+        axis.set_title(key + arrow, fontsize=9)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    for axis in axes[len(keys):]:
         axis.set_axis_off()
     return figure
 
