@@ -682,6 +682,11 @@ def _default_callbacks(config: RunConfig) -> list[Callback]:
         from vaelab.viz.training_gif import TrainingGif
 
         callbacks.append(TrainingGif(every=config.train.gif_every))
+    if config.train.metrics_every:
+        from vaelab.metrics.during_training import TrainingMetrics
+
+        callbacks.append(TrainingMetrics(config.train.metrics_every, config.train.metrics,
+                                         seed=config.seed, verbose=config.train.progress))
     return callbacks
 
 
