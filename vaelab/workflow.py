@@ -31,7 +31,7 @@ def build_run_config(
     Args:
         preset: a preset name (`vaelab list presets`), used when `config` is None.
         overrides: dotted `key=value` strings; they always win over the preset.
-        config: a run-config dict, a `config.json` / `.toml` file, or a seed-style `.ini` file.
+        config: a run-config dict, a `config.json` / `.toml` file, or a seed-style `.ini` / `.cfg` file.
         name: the run name (default: the preset's).
         variation: for `.ini` configs, "VAE" or "B-VAE" (overrides the file's variation).
     """
@@ -59,12 +59,12 @@ def _read_config_file(path: Path, variation: str | None) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no config file at {path}")
     suffix = path.suffix.lower()
-    if suffix == ".ini":
+    if suffix in (".ini", ".cfg"):  # the configurable-conv seed names its files config1.cfg
         from vaelab.ini import run_config_dict_from_ini
 
         return run_config_dict_from_ini(path, variation=variation)
     if variation:
-        raise VaelabError("--variation applies to .ini configs only")
+        raise VaelabError("--variation applies to .ini / .cfg configs only")
     try:
         if suffix == ".toml":
             return tomllib.loads(path.read_text())
@@ -72,7 +72,7 @@ def _read_config_file(path: Path, variation: str | None) -> dict[str, Any]:
             return json.loads(path.read_text())
     except (ValueError, tomllib.TOMLDecodeError) as error:
         raise VaelabError(f"cannot parse {path}: {error}") from error
-    raise VaelabError(f"config files must be .ini, .toml or .json, got {path.name}")
+    raise VaelabError(f"config files must be .toml, .json, or a seed .ini / .cfg, got {path.name}")
 
 
 def train(
@@ -94,7 +94,7 @@ def train(
     Args:
         preset: preset name (see `vaelab.list_names("presets")`), used when `config` is None.
         overrides: dotted `key=value` strings, e.g. `["objective.beta=4", "train.steps=100"]`.
-        config: a RunConfig, a dict, or a config file (.json/.toml/.ini) instead of a preset.
+        config: a RunConfig, a dict, or a config file (.json/.toml/.ini/.cfg) instead of a preset.
         name: run name; the directory is `out/name`.
         out: parent folder of run directories.
         resume: a run directory to continue (its config, with `train.*` overrides applied).
