@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.callbacks import Callback
 from vaelab.config import RunConfig, apply_overrides
 from vaelab.errors import VaelabError
 from vaelab.factory import run_config_from_dict
 
-__all__ = ["build_run_config", "train"]
+__all__ = ["ScheduleWarning", "build_run_config", "schedule_warnings", "train"]
 
 
 def build_run_config(
@@ -127,6 +128,7 @@ def train(
         else:
             run_config = build_run_config(preset, overrides, config, name, variation)
         run_dir = _run_directory(Path(out), run_config.name)
+    callbacks = [*callbacks, ScheduleWarning()] if verbose else list(callbacks)
     run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
     if run.global_rank != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
@@ -152,6 +154,42 @@ def train(
     return run
 
 
+# Objective schedules that ramp a weight or a capacity linearly over this many steps.
+SCHEDULES = {"warmup_steps": "the KL warm-up", "capacity_steps": "the capacity ramp"}
+
+
+def schedule_warnings(config: RunConfig, steps: int) -> list[str]:
+    """Warnings for objective schedules longer than the run (a disvae preset cut short: the KL
+    weight never reaches 1, so the run trains a different objective than it says)."""
+    from vaelab.config import to_dict
+
+    objective = to_dict(config.objective.config) if hasattr(config.objective, "config") else {}
+    warnings = []
+    for key, what in SCHEDULES.items():
+        length = objective.get(key, 0)
+        if isinstance(length, int) and length > steps:
+            warnings.append(
+                f"warning: objective.{key}={length:,} is longer than the run's {steps:,} steps: "
+                f"{what} ends at {steps / length:.0%} of its final value. Lower it "
+                f"(--set objective.{key}={max(1, steps // 5)}) or train longer"
+            )
+    return warnings
+
+
+class ScheduleWarning(Callback):
+    """Prints `schedule_warnings` on stderr when training starts (the run's length is known
+    then: `train.epochs` needs the dataset size)."""
+
+    def on_train_start(self, ctx: Any) -> None:
+        from vaelab.engine import total_steps
+
+        if not ctx.is_global_zero:
+            return
+        steps = total_steps(ctx.config, len(ctx.dataset), ctx.fabric.world_size)
+        for line in schedule_warnings(ctx.config, steps):
+            print(line, file=sys.stderr, flush=True)
+
+
 def _run_directory(out: Path, name: str) -> Path:
     """`out/name`, refusing names that would leave `out` (absolute, "..", separators)."""
     if not name or Path(name).name != name or name in (".", ".."):
@@ -175,7 +213,10 @@ def _print_summary(run_dir: Path, summary: dict[str, Any], scores: dict[str, Any
         f"{summary['device']} x{summary['world_size']}",
         f"final terms (mean over the last {summary.get('log_every', '')} steps): {terms}",
     ]
-    numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    from vaelab.metrics.properties import HEADLINE
+
+    numbers = {k: scores[k] for k in HEADLINE.values()
+               if isinstance(scores.get(k), (int, float))}  # the headline scores only
     if numbers:
         lines.append("metrics: " + ", ".join(f"{k}={v:.3f}" for k, v in numbers.items()))
     print("\n".join(lines), file=sys.stdout)
