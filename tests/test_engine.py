@@ -409,3 +409,15 @@ def test_tensorboard_gets_images_and_hparams(tmp_path, tiny):
     assert [e.step for e in events.Images("images/samples")] == [4, 8]
     assert "train/loss" in events.Tags()["scalars"]
     assert list((tmp_path / "r" / "tb").rglob("hparams/events.out.tfevents.*"))
+
+
+def test_progress_bar_moves_every_step(tmp_path, tiny, capsys):
+    seen = []
+
+    class Watch(Callback):
+        def on_step_end(self, ctx, step):
+            seen.append(ctx.bar.n)
+
+    fit(_config(tiny, steps=6, log_every=6, progress=True), tmp_path / "r", callbacks=[Watch()])
+    assert seen == [1, 2, 3, 4, 5, 6]  # between log rows too (one row here, at step 6)
+    assert "6/6" in capsys.readouterr().err
