@@ -375,6 +375,13 @@ def test_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("vaelab: error: No space left on device") and err.count("\n") == 1
 
+    def read_only(args):  # root ignores permissions, so the error is raised by hand
+        raise PermissionError(13, "Permission denied", str(tmp_path / "runs"))
+
+    assert run_cli_command(read_only, None) == 2
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and err.count("\n") == 1 and "Traceback" not in err
+
 
 def test_resumed_run_keeps_the_training_gif_frames(tmp_path, tiny):
     import signal

@@ -145,3 +145,14 @@ def test_train_on_your_own_npz_from_the_cli(tmp_path, capsys):
 def test_nothing_to_prepare(capsys):
     assert main(["data", "npz"]) == 2
     assert "nothing to prepare" in capsys.readouterr().err
+
+
+def test_burgess_on_non_square_data_is_one_clear_line(tmp_path, capsys):
+    path = tmp_path / "wide.npz"
+    np.savez(path, images=np.zeros((16, 32, 24), np.uint8))
+    code = main(["train", "--out", str(tmp_path / "runs"), "--no-progress", "--set",
+                 "data.name=npz", "--set", f"data.path={path}", "--set", "model.name=burgess",
+                 "--set", "train.batch_size=4", "--set", "train.steps=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "model 'burgess' needs square images, and the data's are 32x24" in err
