@@ -198,7 +198,8 @@ def _latent_factors(run: Run) -> list[tuple[str, float]] | None:
         count = min(FACTOR_LABEL_ITEMS, len(dataset))
         index = np.sort(np.random.default_rng(0).choice(len(dataset), count, replace=False))
         means = encode_means(run.model, dataset, index)
-        result = best_factors(means, dataset.factors[index], dataset.factor_names)
+        if means.shape[1] == run.model.traversal_dim:  # the codes are the traversal latent's
+            result = best_factors(means, dataset.factors[index], dataset.factor_names)
     run._latent_factors = result
     return result
 
