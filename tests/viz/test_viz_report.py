@@ -55,6 +55,18 @@ def test_report_leaves_out_identical_pictures(run_dir):
     assert 'alt="training.gif"' in page and 'alt="copy.gif"' not in page
 
 
+def test_report_says_which_plots_predate_the_last_checkpoint(run_dir):
+    import os
+
+    assert main(["plot", str(run_dir), "samples", "-r", "2", "-c", "2"]) == 0
+    assert "made before the last checkpoint" not in build_report([run_dir])
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    later = (run_dir / "plots" / "samples.png").stat().st_mtime_ns + 10**9
+    os.utime(ckpt, ns=(later, later))  # as after `vaelab train --resume` trained on
+    page = build_report([run_dir])
+    assert "made before the last checkpoint" in page and "plots/samples.png; redraw" in page
+
+
 def test_report_plots_metrics_during_training(run_dir):
     (run_dir / "metrics_log.csv").write_text("step,mig,mig.shape\n10,0.1,0.2\n20,0.3,0.4\n")
     page = build_report([run_dir])

@@ -200,6 +200,17 @@ def _pictures(run_dir: Path, log: Mapping[str, Any],
     return groups, skipped
 
 
+def _stale_plots(run_dir: Path) -> list[str]:
+    """The pictures under plots/ older than checkpoints/last.ckpt (drawn from an earlier model)."""
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    plots = run_dir / "plots"
+    if not checkpoint.is_file() or not plots.is_dir():
+        return []
+    newest = checkpoint.stat().st_mtime_ns
+    return sorted(f"plots/{p.name}" for p in plots.iterdir()
+                  if p.suffix.lower() in PICTURE_SUFFIXES and p.stat().st_mtime_ns < newest)
+
+
 def _summary_lines(config: Mapping[str, Any], summary: Mapping[str, Any]) -> list[str]:
     """A few plain sentences: what was trained, for how long, and where it ended."""
     model, objective = config.get("model", {}), config.get("objective", {})
@@ -278,6 +289,11 @@ def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
                      "RUN all</code>)</p>")
     if skipped:
         parts.append(f'<p class="note">unreadable, left out: {html.escape(", ".join(skipped))}</p>')
+    stale = _stale_plots(run_dir)
+    if stale:
+        parts.append(f'<p class="note stale">made before the last checkpoint (the run was '
+                     f'trained on since): {html.escape(", ".join(stale))}; redraw them with '
+                     f"<code>vaelab plot {html.escape(str(run_dir))} all --overwrite</code></p>")
     lines = "".join(f"<li>{html.escape(line)}</li>" for line in _summary_lines(config, summary))
     parts.append(f'<h3>Summary</h3><ul class="summary" id="summary-{index}">{lines}</ul>')
     parts.append("<h3>Metrics</h3>")
