@@ -193,6 +193,9 @@ class TrainConfig:
                      "valid_every", "valid_batches", "early_stopping"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.metrics_every and not self.metrics:
+            raise ValueError("metrics_every needs metrics to score: set train.metrics "
+                             "(e.g. train.metrics=mig,sap) or train.metrics_every=0")
         if not 0.0 <= self.valid_holdout < 1.0:
             raise ValueError(f"valid_holdout must be in [0, 1), got {self.valid_holdout}")
         if self.early_stopping_delta < 0:

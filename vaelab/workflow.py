@@ -128,6 +128,7 @@ def train(
         else:
             run_config = build_run_config(preset, overrides, config, name, variation)
         run_dir = _run_directory(Path(out), run_config.name)
+    _check_metrics_every(run_config)
     callbacks = [*callbacks, ScheduleWarning()] if verbose else list(callbacks)
     run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
     if run.global_rank != 0:
@@ -188,6 +189,21 @@ class ScheduleWarning(Callback):
         steps = total_steps(ctx.config, len(ctx.dataset), ctx.fabric.world_size)
         for line in schedule_warnings(ctx.config, steps):
             print(line, file=sys.stderr, flush=True)
+
+
+def _check_metrics_every(config: RunConfig) -> None:
+    """train.metrics_every on a dataset class without factors is refused before the run directory
+    is made (datasets that may or may not carry factors, such as npz, are checked at the start)."""
+    from vaelab.data.base import FactorDataset, ImageDataset
+    from vaelab.registry import DATASETS
+
+    cls = DATASETS.get(config.data.name)
+    if (config.train.metrics_every and issubclass(cls, ImageDataset)
+            and not issubclass(cls, FactorDataset) and not getattr(cls, "may_have_factors", False)):
+        raise VaelabError(
+            f"train.metrics_every needs ground-truth factors, and dataset {config.data.name!r} "
+            "has none; set train.metrics_every=0 or use a factor dataset such as dsprites"
+        )
 
 
 def _run_directory(out: Path, name: str) -> Path:

@@ -90,9 +90,13 @@ def test_bad_settings_are_refused_before_training(tmp_path, tiny):
 
     with pytest.raises(ValueError, match="metrics_every must be >= 0"):
         _config(tiny, metrics_every=-1)
-    with pytest.raises(VaelabError, match="needs metrics"):
-        fit(_config(tiny, metrics=[], metrics_every=5), tmp_path / "none")
-    assert not (tmp_path / "none" / "train_log.csv").exists()
+    with pytest.raises(ValueError, match="metrics_every needs metrics"):
+        _config(tiny, metrics=[], metrics_every=5)
+    data = tiny(metrics=["mig"], metrics_every=5)
+    data["data"] = {"name": "mnist"}  # a dataset without factors: refused before any file
+    with pytest.raises(VaelabError, match="needs ground-truth factors"):
+        vaelab.train(config=data, out=tmp_path, verbose=False)
+    assert not (tmp_path / "tiny").exists()
     plain = ImageDataset(vaelab.load_dataset("toy_squares").data, name="plain")
     with pytest.raises(VaelabError, match="needs ground-truth factors"):
         fit(_config(tiny, metrics_every=5), tmp_path / "plain", dataset=plain)

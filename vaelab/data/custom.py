@@ -143,6 +143,7 @@ class NpzImages(ImageDataset):
     """Images (and optionally factors and labels) from a `.npz` file; see the module docstring."""
 
     config_class = NpzConfig
+    may_have_factors = True  # a file with a `factors` array loads as a FactorDataset
 
     @classmethod
     def _arrays(cls, config: NpzConfig) -> dict[str, np.ndarray]:
