@@ -375,6 +375,13 @@ def test_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("vaelab: error: No space left on device") and err.count("\n") == 1
 
+    def read_only(args):  # root ignores permissions, so the error is raised by hand
+        raise PermissionError(13, "Permission denied", str(tmp_path / "runs"))
+
+    assert run_cli_command(read_only, None) == 2
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and err.count("\n") == 1 and "Traceback" not in err
+
 
 def test_resumed_run_keeps_the_training_gif_frames(tmp_path, tiny):
     import signal
@@ -409,3 +416,15 @@ def test_tensorboard_gets_images_and_hparams(tmp_path, tiny):
     assert [e.step for e in events.Images("images/samples")] == [4, 8]
     assert "train/loss" in events.Tags()["scalars"]
     assert list((tmp_path / "r" / "tb").rglob("hparams/events.out.tfevents.*"))
+
+
+def test_progress_bar_moves_every_step(tmp_path, tiny, capsys):
+    seen = []
+
+    class Watch(Callback):
+        def on_step_end(self, ctx, step):
+            seen.append(ctx.bar.n)
+
+    fit(_config(tiny, steps=6, log_every=6, progress=True), tmp_path / "r", callbacks=[Watch()])
+    assert seen == [1, 2, 3, 4, 5, 6]  # between log rows too (one row here, at step 6)
+    assert "6/6" in capsys.readouterr().err

@@ -147,3 +147,22 @@ def test_cli_eval_errors_are_one_line(run_dir, tmp_path):
     assert result.returncode == 2
     assert "vaelab: error: unknown metric 'migg'" in result.stderr
     assert main(["eval", str(tmp_path / "missing")]) == 2
+
+
+def test_progress_names_each_metric_before_it_runs(capsys):
+    """A long metric shows its name while it runs; its score completes the same line."""
+    truth = as_ground_truth(np.random.default_rng(0).standard_normal((300, 3)),
+                            np.random.default_rng(1).integers(0, 4, (300, 2)))
+    seen = []
+
+    def on_metric(name, scores, protocol):
+        seen.append(capsys.readouterr().err)  # what was printed while / right after it ran
+
+    evaluate(truth, ["mig", "sap"], options={"mig": {"num_train": 300},
+             "sap": {"num_train": 200, "num_test": 100}}, progress=True, on_metric=on_metric)
+    assert seen[0].startswith("  mig ") and seen[0].rstrip().endswith("s)")
+    assert seen[0].count("\n") == 1 and " mig = " in seen[0]
+    no_factors = as_ground_truth(np.random.default_rng(0).standard_normal((300, 3)))
+    with pytest.raises(Exception, match="factors"):
+        evaluate(no_factors, ["mig"], progress=True)
+    assert capsys.readouterr().err.rstrip().endswith("failed")

@@ -280,3 +280,21 @@ def test_bad_vaelab_section_value_is_caught_by_the_run_config():
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="nope.ini"):
         run_config_dict_from_ini("nope.ini")
+
+
+def test_cfg_files_are_read_by_the_cli(tmp_path, capsys):
+    """The seed's real file names are config1.cfg ...: `vaelab show` and the workflow read them."""
+    from vaelab.cli import main
+    from vaelab.workflow import build_run_config
+
+    path = tmp_path / "config2.cfg"
+    path.write_text(CONFIG2)
+    config = build_run_config(None, ["train.epochs=1"], config=path, variation="B-VAE")
+    assert config.data.name == "cifar10" and config.objective.name == "beta_vae"
+    assert config.train.epochs == 1
+    assert main(["show", str(path)]) == 0
+    assert '"cifar10"' in capsys.readouterr().out
+    other = tmp_path / "config.yaml"
+    other.write_text("x: 1")
+    with pytest.raises(Exception, match=r"\.toml, \.json, or a seed \.ini / \.cfg"):
+        build_run_config(None, config=other)

@@ -162,6 +162,8 @@ class TrainConfig:
     gif_every: int = 0  # steps between training.gif frames (0: no GIF)
     tb_images: bool = True  # reconstructions and samples in TensorBoard at each log row
     metrics: tuple[str, ...] = ("default",)  # metrics run at the end ("default": the suite)
+    metrics_every: int = 0  # steps between scorings of train.metrics while training, with a
+    #                         small protocol, into metrics_log.csv (0: only at the end)
     progress: bool = True  # progress bar on stderr
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     channels_last: bool = True  # NHWC memory layout for conv models (faster on CPU and GPU)
@@ -186,10 +188,14 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise ValueError(f"adam_betas must each be in [0, 1), got {list(self.adam_betas)}")
-        for name in ("checkpoint_every", "keep_checkpoints", "gif_every", "threads",
+        for name in ("checkpoint_every", "keep_checkpoints", "gif_every", "metrics_every",
+                     "threads",
                      "valid_every", "valid_batches", "early_stopping"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.metrics_every and not self.metrics:
+            raise ValueError("metrics_every needs metrics to score: set train.metrics "
+                             "(e.g. train.metrics=mig,sap) or train.metrics_every=0")
         if not 0.0 <= self.valid_holdout < 1.0:
             raise ValueError(f"valid_holdout must be in [0, 1), got {self.valid_holdout}")
         if self.early_stopping_delta < 0:

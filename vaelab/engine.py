@@ -73,6 +73,7 @@ class TrainContext:
     step: int = 0
     writer: Any = None  # the TensorBoard SummaryWriter (rank 0; None without TensorBoard)
     last_row: dict[str, float] | None = None  # the last log row
+    bar: Any = None  # the progress bar (rank 0 with train.progress; None otherwise)
 
     @property
     def device(self) -> torch.device:
@@ -466,7 +467,7 @@ def _loop(t: _Training) -> dict[str, Any]:
     log = _TrainLog(t.run_dir / "train_log.csv", state["step"] if t.resume else None)
     writer = _tensorboard(t.run_dir) if fabric.is_global_zero else None
     t.ctx.writer = writer
-    bar = _progress(t.config, t.steps, state["step"], fabric.is_global_zero)
+    bar = t.ctx.bar = _progress(t.config, t.steps, state["step"], fabric.is_global_zero)
     stop = {"requested": False}
     previous_handler = (signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
                         if _main_thread() else None)
@@ -673,7 +674,9 @@ def _in_memory_run(t: _Training, summary: dict[str, Any]) -> Run:
 
 
 def _default_callbacks(config: RunConfig) -> list[Callback]:
-    callbacks: list[Callback] = []
+    from vaelab.callbacks import StepProgress
+
+    callbacks: list[Callback] = [StepProgress()] if config.train.progress else []
     if config.train.tb_images:
         from vaelab.viz.tensorboard import TensorBoardImages
 
@@ -682,6 +685,11 @@ def _default_callbacks(config: RunConfig) -> list[Callback]:
         from vaelab.viz.training_gif import TrainingGif
 
         callbacks.append(TrainingGif(every=config.train.gif_every))
+    if config.train.metrics_every:
+        from vaelab.metrics.during_training import TrainingMetrics
+
+        callbacks.append(TrainingMetrics(config.train.metrics_every, config.train.metrics,
+                                         seed=config.seed, verbose=config.train.progress))
     return callbacks
 
 

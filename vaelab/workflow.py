@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.callbacks import Callback
 from vaelab.config import RunConfig, apply_overrides
 from vaelab.errors import VaelabError
 from vaelab.factory import run_config_from_dict
 
-__all__ = ["build_run_config", "train"]
+__all__ = ["ScheduleWarning", "build_run_config", "schedule_warnings", "train"]
 
 
 def build_run_config(
@@ -31,7 +32,7 @@ def build_run_config(
     Args:
         preset: a preset name (`vaelab list presets`), used when `config` is None.
         overrides: dotted `key=value` strings; they always win over the preset.
-        config: a run-config dict, a `config.json` / `.toml` file, or a seed-style `.ini` file.
+        config: a run-config dict, a `config.json` / `.toml` file, or a seed-style `.ini` / `.cfg` file.
         name: the run name (default: the preset's).
         variation: for `.ini` configs, "VAE" or "B-VAE" (overrides the file's variation).
     """
@@ -59,12 +60,12 @@ def _read_config_file(path: Path, variation: str | None) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no config file at {path}")
     suffix = path.suffix.lower()
-    if suffix == ".ini":
+    if suffix in (".ini", ".cfg"):  # the configurable-conv seed names its files config1.cfg
         from vaelab.ini import run_config_dict_from_ini
 
         return run_config_dict_from_ini(path, variation=variation)
     if variation:
-        raise VaelabError("--variation applies to .ini configs only")
+        raise VaelabError("--variation applies to .ini / .cfg configs only")
     try:
         if suffix == ".toml":
             return tomllib.loads(path.read_text())
@@ -72,7 +73,7 @@ def _read_config_file(path: Path, variation: str | None) -> dict[str, Any]:
             return json.loads(path.read_text())
     except (ValueError, tomllib.TOMLDecodeError) as error:
         raise VaelabError(f"cannot parse {path}: {error}") from error
-    raise VaelabError(f"config files must be .ini, .toml or .json, got {path.name}")
+    raise VaelabError(f"config files must be .toml, .json, or a seed .ini / .cfg, got {path.name}")
 
 
 def train(
@@ -94,7 +95,7 @@ def train(
     Args:
         preset: preset name (see `vaelab.list_names("presets")`), used when `config` is None.
         overrides: dotted `key=value` strings, e.g. `["objective.beta=4", "train.steps=100"]`.
-        config: a RunConfig, a dict, or a config file (.json/.toml/.ini) instead of a preset.
+        config: a RunConfig, a dict, or a config file (.json/.toml/.ini/.cfg) instead of a preset.
         name: run name; the directory is `out/name`.
         out: parent folder of run directories.
         resume: a run directory to continue (its config, with `train.*` overrides applied).
@@ -127,6 +128,8 @@ def train(
         else:
             run_config = build_run_config(preset, overrides, config, name, variation)
         run_dir = _run_directory(Path(out), run_config.name)
+    _check_metrics_every(run_config)
+    callbacks = [*callbacks, ScheduleWarning()] if verbose else list(callbacks)
     run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
     if run.global_rank != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
@@ -152,6 +155,57 @@ def train(
     return run
 
 
+# Objective schedules that ramp a weight or a capacity linearly over this many steps.
+SCHEDULES = {"warmup_steps": "the KL warm-up", "capacity_steps": "the capacity ramp"}
+
+
+def schedule_warnings(config: RunConfig, steps: int) -> list[str]:
+    """Warnings for objective schedules longer than the run (a disvae preset cut short: the KL
+    weight never reaches 1, so the run trains a different objective than it says)."""
+    from vaelab.config import to_dict
+
+    objective = to_dict(config.objective.config) if hasattr(config.objective, "config") else {}
+    warnings = []
+    for key, what in SCHEDULES.items():
+        length = objective.get(key, 0)
+        if isinstance(length, int) and length > steps:
+            warnings.append(
+                f"warning: objective.{key}={length:,} is longer than the run's {steps:,} steps: "
+                f"{what} ends at {steps / length:.0%} of its final value. Lower it "
+                f"(--set objective.{key}={max(1, steps // 5)}) or train longer"
+            )
+    return warnings
+
+
+class ScheduleWarning(Callback):
+    """Prints `schedule_warnings` on stderr when training starts (the run's length is known
+    then: `train.epochs` needs the dataset size)."""
+
+    def on_train_start(self, ctx: Any) -> None:
+        from vaelab.engine import total_steps
+
+        if not ctx.is_global_zero:
+            return
+        steps = total_steps(ctx.config, len(ctx.dataset), ctx.fabric.world_size)
+        for line in schedule_warnings(ctx.config, steps):
+            print(line, file=sys.stderr, flush=True)
+
+
+def _check_metrics_every(config: RunConfig) -> None:
+    """train.metrics_every on a dataset class without factors is refused before the run directory
+    is made (datasets that may or may not carry factors, such as npz, are checked at the start)."""
+    from vaelab.data.base import FactorDataset, ImageDataset
+    from vaelab.registry import DATASETS
+
+    cls = DATASETS.get(config.data.name)
+    if (config.train.metrics_every and issubclass(cls, ImageDataset)
+            and not issubclass(cls, FactorDataset) and not getattr(cls, "may_have_factors", False)):
+        raise VaelabError(
+            f"train.metrics_every needs ground-truth factors, and dataset {config.data.name!r} "
+            "has none; set train.metrics_every=0 or use a factor dataset such as dsprites"
+        )
+
+
 def _run_directory(out: Path, name: str) -> Path:
     """`out/name`, refusing names that would leave `out` (absolute, "..", separators)."""
     if not name or Path(name).name != name or name in (".", ".."):
@@ -175,7 +229,10 @@ def _print_summary(run_dir: Path, summary: dict[str, Any], scores: dict[str, Any
         f"{summary['device']} x{summary['world_size']}",
         f"final terms (mean over the last {summary.get('log_every', '')} steps): {terms}",
     ]
-    numbers = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    from vaelab.metrics.properties import HEADLINE
+
+    numbers = {k: scores[k] for k in HEADLINE.values()
+               if isinstance(scores.get(k), (int, float))}  # the headline scores only
     if numbers:
         lines.append("metrics: " + ", ".join(f"{k}={v:.3f}" for k, v in numbers.items()))
     print("\n".join(lines), file=sys.stdout)

@@ -78,3 +78,21 @@ def test_subprocess_error(tmp_path):
 )
 def test_format_size(size, text):
     assert format_size(size) == text
+
+
+def test_mnist_from_a_folder_with_only_the_test_split(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAELAB_OFFLINE", "1")
+    source = SHARED / "mnist-test"
+    if not (source / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("../shared/data/mnist-test is absent")
+    root = tmp_path / "data"
+    assert main(["data", "mnist", "--root", str(root), "--from", str(source)]) == 2
+    assert "train-images-idx3-ubyte.gz not found" in capsys.readouterr().err
+    assert main(["data", "mnist", "--root", str(root), "--from", str(source),
+                 "--split", "test"]) == 0
+    assert capsys.readouterr().out.startswith("mnist: 10,000 items")
+    import vaelab
+
+    assert len(vaelab.load_dataset("mnist", root=str(root), split="test", limit=5)) == 5
+    assert main(["data", "frey", "--from", str(source), "--split", "test"]) == 2
+    assert "--split applies to" in capsys.readouterr().err

@@ -239,8 +239,11 @@ def test_corrupt_cache_is_detected_and_regenerated(damage, tmp_path, monkeypatch
     config = DSpritesConfig(root=str(tmp_path))
     path = Path(DSprites.prepare(config)["path"])
     assert calls == [2000]
+    err = capsys.readouterr().err  # the first build says so, before and after
+    assert "building the procedural dSprites" in err and "ready (2,000 items" in err
     DSprites.load(config)
     assert calls == [2000]  # reused
+    assert capsys.readouterr().err == ""  # silently
     sidecar = path.with_suffix(".json")
     if damage == "truncate":
         with open(path, "r+b") as handle:

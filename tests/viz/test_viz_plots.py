@@ -38,10 +38,10 @@ def _size(path):
             1,
         ),
         (["samples", "-r", "3", "-c", "2"], "samples.png", (2 * PITCH + 2, 3 * PITCH + 2), 1),
-        (["reconstruct", "-r", "4", "-c", "3"], "reconstruct.png", (104, 4 * PITCH + 2), 1),
-        (["traversals", "-c", "5"], "prior_traversals.png", (5 * PITCH + 2, 4 * PITCH + 2), 1),
+        (["reconstruct", "-r", "4", "-c", "3", "--plain"], "reconstruct.png", (104, 4 * PITCH + 2), 1),
+        (["traversals", "-c", "5", "--plain"], "prior_traversals.png", (5 * PITCH + 2, 4 * PITCH + 2), 1),
         (
-            ["traversals", "-r", "2", "-c", "5", "--posterior", "-t", "0.45"],
+            ["traversals", "-r", "2", "-c", "5", "--posterior", "-t", "0.45", "--plain"],
             "posterior_traversals.png",
             (5 * PITCH + 2, 2 * PITCH + 2),
             1,
@@ -53,7 +53,7 @@ def _size(path):
             1,
         ),
         (
-            ["gif-traversals", "-r", "2", "-c", "3", "--frames", "5"],
+            ["gif-traversals", "-r", "2", "-c", "3", "--frames", "5", "--plain"],
             "posterior_traversals.gif",
             (3 * PITCH + 2, 2 * PITCH + 2),
             5,
@@ -82,6 +82,52 @@ def test_figure_kinds(run_dir, args, filename):
     assert width > 100 and height > 100
 
 
+@pytest.mark.parametrize(
+    ("args", "filename", "plain", "rows", "captioned"),
+    [
+        (["reconstruct", "-r", "4", "-c", "3"], "reconstruct.png", (104, 4 * PITCH + 2), 4, False),
+        (["traversals", "-c", "5"], "prior_traversals.png", (5 * PITCH + 2, 4 * PITCH + 2), 4,
+         True),
+        (["reconstruct-traverse", "-r", "2", "-c", "3"], "reconstruct_traverse.png",
+         (3 * PITCH + 2, 2 * (2 * PITCH + 2)), 4, True),
+        (["gif-traversals", "-r", "2", "-c", "3", "--frames", "3"], "posterior_traversals.gif",
+         (3 * PITCH + 2, 2 * PITCH + 2), 2, True),
+    ],
+)
+def test_labelled_kinds_keep_the_grid_and_add_labels(run_dir, args, filename, plain, rows,
+                                                      captioned):
+    """By default rows are labelled on the left (a white strip) and traversals get a caption
+    above; the pixel grid itself is the plain one, pasted unchanged at the bottom right."""
+    assert main(["plot", str(run_dir), *args]) == 0
+    labelled = np.asarray(Image.open(run_dir / "plots" / filename).convert("L"))
+    assert main(["plot", str(run_dir), *args, "--plain", "--out-dir", str(run_dir / "p")]) == 0
+    bare = np.asarray(Image.open(run_dir / "p" / filename).convert("L"))
+    assert bare.shape == plain[::-1]
+    height, width = labelled.shape
+    strip, top = width - bare.shape[1], height - bare.shape[0]
+    assert strip > 40  # room for "reconstruction" / "z3  KL 0.12  pos_x 0.30"
+    assert (top > 10) == captioned
+    np.testing.assert_array_equal(labelled[top:, strip:], bare)
+    ink = labelled[top:, :strip] < 128  # dark text on the white strip
+    assert ink.any(axis=1).sum() > 3 * rows  # text on every row
+    pitch = bare.shape[0] // rows
+    for r in range(rows):  # each row has its own label, centred on it
+        assert ink[r * pitch + 2 : (r + 1) * pitch].any()
+
+
+def test_traversal_row_labels_name_latent_kl_and_factor(run_dir):
+    from vaelab.runs import load_run
+    from vaelab.viz.plots import _row_labels
+
+    run = load_run(run_dir)
+    kl = run.kl_per_latent()
+    dims = np.argsort(-kl)[:2]
+    labels = _row_labels(run, dims)
+    assert labels[0].startswith(f"z{dims[0]}  KL {kl[dims[0]]:.2f}  ")
+    factor_names = vaelab.load_dataset("toy_squares").factor_names
+    assert all(label.split("  ")[-1].split(" ")[0] in (*factor_names, "-") for label in labels)
+
+
 def test_all_writes_every_applicable_kind(run_dir):
     assert (
         main(["plot", str(run_dir), "all", "-r", "2", "-c", "2", "--points", "30", "--frames", "3"])
@@ -104,7 +150,8 @@ def test_all_writes_every_applicable_kind(run_dir):
 
 
 def test_reconstruct_shows_chosen_items_first(run_dir):
-    assert main(["plot", str(run_dir), "reconstruct", "-r", "2", "-c", "2", "-i", "17", "5"]) == 0
+    assert main(["plot", str(run_dir), "reconstruct", "-r", "2", "-c", "2", "-i", "17", "5",
+                 "--plain"]) == 0
     grid = np.asarray(Image.open(run_dir / "plots" / "reconstruct.png"))
     images = vaelab.load_dataset("toy_squares").uint8([17, 5]).numpy()[:, 0]
     assert np.array_equal(grid[2:34, 2:34], images[0])
@@ -184,11 +231,41 @@ def test_mean_activations_one_row_per_active_latent():
     factors = np.stack(np.unravel_index(np.arange(96), sizes), axis=1)
     means = np.stack([factors[:, 2], factors[:, 1], np.full(96, 0.3)], axis=1).astype(float)
     figure = plot_mean_activations(means, factors, names, sizes)
-    assert len(figure.axes) == 2 * 2  # latents 0 and 1 active; panels pos and scale
-    assert sorted(a.get_xlabel() for a in figure.axes if a.get_xlabel()) == ["pos", "scale"]
+    assert len(figure.axes) == 2 * 2 + 1  # latents 0 and 1 active; pos and scale; colourbar
+    assert sorted(a.get_xlabel() for a in figure.axes if a.get_xlabel()) == [
+        "position\n(pos_x down, pos_y across)", "scale"]
+    colourbar = figure.axes[-1]  # the position maps' scale, above them
+    assert colourbar.get_title() == "mean code"
+    assert colourbar.get_xlim() == pytest.approx((0.0, 3.0))  # the active latents' range
     assert sorted(a.get_ylabel() for a in figure.axes if a.get_ylabel()) == ["$z_{0}$", "$z_{1}$"]
     pos_map = figure.axes[0].images[0].get_array()  # latent 0 = pos_x: rows vary, columns do not
     np.testing.assert_allclose(pos_map, np.repeat(np.arange(4.0)[:, None], 4, axis=1))
+    legend = figure.legends[0]  # one entry per shape, in the shape colours
+    assert [t.get_text() for t in legend.get_texts()] == ["shape 0", "shape 1", "shape 2"]
+    named = plot_mean_activations(means, factors, names, sizes, group_labels=("a", "b", "c"))
+    assert [t.get_text() for t in named.legends[0].get_texts()] == ["a", "b", "c"]
+
+
+def test_mean_activations_labels_are_not_clipped():
+    """Every text of the figure (tick-free axes labels, legend, colourbar, titles) lies inside it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names, sizes = ("shape", "scale", "orientation", "pos_x", "pos_y"), (3, 2, 4, 4, 4)
+    factors = np.stack(np.unravel_index(np.arange(384), sizes), axis=1)
+    means = np.stack([factors[:, 3], factors[:, 1], factors[:, 2] * 0.5], axis=1).astype(float)
+    figure = plot_mean_activations(means, factors, names, sizes, group_labels=("square",
+                                   "ellipse", "heart"))
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    box = figure.bbox
+    texts = [t for t in figure.findobj(match=lambda a: hasattr(a, "get_text")) if
+             hasattr(t, "get_window_extent") and getattr(t, "get_text", lambda: "")()]
+    assert len(texts) > 8
+    for text in texts:
+        extent = text.get_window_extent(renderer)
+        assert extent.x0 >= box.x0 - 1 and extent.x1 <= box.x1 + 1, text.get_text()
+        assert extent.y0 >= box.y0 - 1 and extent.y1 <= box.y1 + 1, text.get_text()
 
 
 # ------------------------------------------------------------------------------------------

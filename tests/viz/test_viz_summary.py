@@ -21,8 +21,10 @@ def test_training_pictures_sizes_and_mode(tiny_model, toy_dataset, fake_log, tmp
     )
     assert [p.name for p in paths] == ["reconstructions.png", "samples.png", "losses.png"]
     assert tiny_model.training  # mode restored
-    # 8 columns of 32-px images with 2-px lines: 8 * 34 + 2 = 274 wide; 2 rows -> 70 high.
-    assert Image.open(tmp_path / "reconstructions.png").size == (274, 70)
+    # 8 columns of 32-px images with 2-px lines: 8 * 34 + 2 = 274 wide; 2 rows -> 70 high,
+    # plus the strip on the left labelling the rows "original" and "reconstruction".
+    width, height = Image.open(tmp_path / "reconstructions.png").size
+    assert height == 70 and 274 + 60 < width < 274 + 160
     assert Image.open(tmp_path / "samples.png").size == (274, 274)
     assert Image.open(tmp_path / "losses.png").size[0] > 300
 
@@ -30,6 +32,9 @@ def test_training_pictures_sizes_and_mode(tiny_model, toy_dataset, fake_log, tmp
 def test_training_pictures_top_row_is_the_data(tiny_model, toy_dataset, fake_log, tmp_path):
     write_training_pictures(tiny_model, toy_dataset, fake_log, tmp_path, np.random.default_rng(3))
     grid = np.asarray(Image.open(tmp_path / "reconstructions.png"))
+    strip = grid.shape[1] - 274
+    assert (grid[:, :strip] < 128).any()  # the row labels' ink
+    grid = grid[:, strip:]
     index = np.sort(np.random.default_rng(3).choice(len(toy_dataset), 8, replace=False))
     first = toy_dataset.uint8(index[:1]).numpy()[0, 0]
     assert np.array_equal(grid[2:34, 2:34], first)
@@ -68,9 +73,11 @@ def test_training_gif_frames_and_size(tiny_model, toy_dataset, tmp_path):
     _train_steps(gif, _ctx(tiny_model, toy_dataset, tmp_path), steps=10)
     assert tiny_model.training
     image = Image.open(tmp_path / "training.gif")
-    # Frames at steps 3, 6, 9 and the final step 10; D = 4 rows x 10 columns of 32-px images.
+    # Frames at steps 3, 6, 9 and the final step 10; D = 4 rows x 10 columns of 32-px images,
+    # with the rows labelled z0..z3 on the left and "step N: ..." above.
     assert image.n_frames == 4
-    assert image.size == (10 * 34 + 2, 4 * 34 + 2)
+    width, height = image.size
+    assert 10 * 34 + 2 + 15 < width < 10 * 34 + 2 + 60 and height == 4 * 34 + 2 + 24
     assert image.info["duration"] == 80  # 12 fps: 83 ms, stored in hundredths
 
 
@@ -111,4 +118,15 @@ def test_engine_writes_training_gif(trained_run_template):
     # The fixture trains 30 steps with train.gif_every = 10: frames at steps 10, 20 and 30.
     image = Image.open(trained_run_template / "training.gif")
     assert image.n_frames == 3
-    assert image.size == (10 * 34 + 2, 4 * 34 + 2)
+    assert image.size[1] == 4 * 34 + 2 + 24  # the caption above the 4 rows
+
+
+def test_training_gif_frames_say_their_step():
+    """The caption differs exactly where the step's digits are drawn; the grid is unchanged."""
+    from vaelab.viz.training_gif import labelled_frame
+
+    frame = np.zeros((4 * 34 + 2, 10 * 34 + 2), np.uint8)
+    first, later = labelled_frame(frame, 1, 4), labelled_frame(frame, 2000, 4)
+    assert first.shape[0] == later.shape[0] == frame.shape[0] + 24
+    assert (first[24:, -frame.shape[1]:] == frame).all()
+    assert (first[:24] != later[:24]).any() and (first[24:] == later[24:]).all()

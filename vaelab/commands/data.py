@@ -19,7 +19,8 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def prepare_dataset(name: str, root: str = "", from_path: str | None = None) -> dict:
+def prepare_dataset(name: str, root: str = "", from_path: str | None = None,
+                    split: str | None = None) -> dict:
     """Calls the registered dataset's `prepare`; returns its {"path", "items", "bytes"} report.
 
     Raises:
@@ -33,12 +34,20 @@ def prepare_dataset(name: str, root: str = "", from_path: str | None = None) -> 
     cls = DATASETS.get(name)
     if not hasattr(cls, "prepare"):
         raise VaelabError(f"dataset {name!r} is generated on the fly; there is nothing to prepare")
-    return cls.prepare(cls.config_class(root=root), from_path=from_path)
+    if split is None:
+        return cls.prepare(cls.config_class(root=root), from_path=from_path)
+    import inspect
+
+    if "split" not in inspect.signature(cls.prepare).parameters:
+        raise VaelabError(f"--split applies to datasets kept as per-split files (mnist, "
+                          f"fashion_mnist); {name} is prepared whole")
+    return cls.prepare(cls.config_class(root=root), from_path=from_path, split=split)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = prepare_dataset(args.name, root=args.root or "", from_path=args.from_path)
+        report = prepare_dataset(args.name, root=args.root or "", from_path=args.from_path,
+                                 split=args.split)
     except ValueError as error:  # bad option combination reported by a dataset
         raise VaelabError(str(error)) from error
     print(f"{args.name}: {report['items']:,} items, {format_size(report['bytes'])} in {report['path']}")
@@ -61,5 +70,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--from", dest="from_path", default=None, metavar="PATH",
         help="import from a downloaded file (archive) or a folder holding the files",
+    )
+    parser.add_argument(
+        "--split", choices=("train", "test"), default=None,
+        help="only the files of this split (mnist, fashion_mnist), e.g. a folder holding only "
+        "the test files, for runs with data.split=test",
     )
     parser.set_defaults(func=run)

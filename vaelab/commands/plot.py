@@ -55,6 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--show-kl", action="store_true", help="reconstruct-traverse: label each row with its KL"
     )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="the seed's bare pixel grids: no row labels (latent, KL, factor) or captions",
+    )
     parser.add_argument("--frames", type=int, help="gif-traversals: frames (default 15)")
     parser.add_argument("--points", type=int, help="latent-projection: images (default 1000)")
     parser.add_argument("--checkpoint", help="checkpoint file (default checkpoints/last.ckpt)")
@@ -83,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             factor=args.factor,
             show_kl=args.show_kl or None,
+            plain=args.plain or None,
             frames=args.frames,
             points=args.points,
         )

@@ -19,9 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="results", help="parent folder of runs (default: results)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config value, e.g. objective.beta=4")
-    parser.add_argument("--config", help="a config file: .json/.toml run config or seed .ini")
+    parser.add_argument("--config", help="a config file: .json/.toml run config or seed .ini/.cfg")
     parser.add_argument("--variation", choices=["VAE", "B-VAE"],
-                        help="with an .ini config: train the plain VAE or the beta-VAE")
+                        help="with an .ini/.cfg config: train the plain VAE or the beta-VAE")
     parser.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN")
     parser.add_argument("--no-eval", action="store_true", help="skip the metrics at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -13,6 +13,7 @@ from vaelab.data import (  # noqa: F401  (registration order is the table of con
     cars,
     frey,
     mixed,
+    custom,
 )
 from vaelab.data.base import DataConfig, DataError, FactorDataset, ImageDataset, data_home
 from vaelab.data.loading import load_dataset

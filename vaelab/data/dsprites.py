@@ -391,11 +391,19 @@ def _read_cache(path: Path, meta: dict) -> np.ndarray | None:
     return None
 
 
-def _cached(path: Path, meta: dict, build: Callable[[], np.ndarray]) -> np.ndarray:
+def _cached(path: Path, meta: dict, build: Callable[[], np.ndarray],
+            what: str = "the dSprites images") -> np.ndarray:
     packed = _read_cache(path, meta)
     if packed is None:
+        import time
+
+        print(f"vaelab: building {what} once into {path} (about a minute on 2 cores; later "
+              "runs load the cache)...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         packed = build()
         _write_cache(path, packed, meta)
+        print(f"vaelab: {what} ready ({len(packed):,} items, "
+              f"{time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     return packed
 
 
@@ -451,7 +459,8 @@ def _load_packed(config: DSpritesConfig) -> tuple[np.ndarray, np.ndarray, Path |
             # A quick subset: render just the first `limit` grid items, no cache written.
             factors = grid_factors()[: config.limit]
             return _render_packed(factors), factors, None
-        packed = _cached(path, meta, lambda: _render_packed(grid_factors()))
+        packed = _cached(path, meta, lambda: _render_packed(grid_factors()),
+                         "the procedural dSprites (737,280 images)")
         factors = grid_factors()
         if config.limit:
             packed, factors = packed[: config.limit], factors[: config.limit]
@@ -500,6 +509,7 @@ class DSprites(FactorDataset):
 
     config_class = DSpritesConfig
     factor_names = FACTOR_NAMES
+    shape_names = ("square", "ellipse", "heart")  # the shape factor's values, for legends
 
     def __init__(self, packed: Tensor, factors: np.ndarray, name: str = "dsprites") -> None:
         if packed.dtype != torch.uint8 or packed.dim() != 2 or packed.shape[1] != PACKED_BYTES:

@@ -185,11 +185,19 @@ class MNIST(ImageDataset):
         return cls(tensor, labels=labels.astype(np.int64), name=cls.name)
 
     @classmethod
-    def prepare(cls, config: MNISTConfig | None = None, from_path: str | None = None) -> dict:
-        """Downloads (or imports from `from_path`) and verifies all four files."""
+    def prepare(cls, config: MNISTConfig | None = None, from_path: str | None = None,
+                split: str | None = None) -> dict:
+        """Downloads (or imports from `from_path`) and verifies the files: all four, or only the
+        two of `split` ("train" or "test"; `vaelab data mnist --split test`), so a folder with
+        only the test files can be imported for test-split runs."""
         config = config or MNISTConfig()
         folder = data_home(config.root or None) / cls.name
         resources = list(cls.files.values())
+        if split is not None:
+            if split not in ("train", "test"):
+                raise DataError(f"{cls.name}: --split must be train or test, got {split!r} "
+                                "(the validation split is held out of the training files)")
+            resources = list(cls._split_files(split))
         if from_path is not None:
             paths = import_resources(resources, from_path, folder, dataset=cls.name)
         else:

@@ -139,7 +139,14 @@ def evaluate(
         func = METRICS.get(name)
         encoded, encode_time = truth.encoded_images, truth.encode_seconds
         start = time.perf_counter()
-        result = func(truth, None, np.random.default_rng(seed), **settings[name])
+        if progress:  # the name first, so a long metric shows what is running
+            print(f"  {name:<34s} ", end="", file=sys.stderr, flush=True)
+        try:
+            result = func(truth, None, np.random.default_rng(seed), **settings[name])
+        except BaseException:
+            if progress:
+                print("failed", file=sys.stderr, flush=True)
+            raise
         seconds = time.perf_counter() - start
         result = {key: float(value) for key, value in result.items()}
         entry = {
@@ -154,7 +161,7 @@ def evaluate(
         if progress:
             headline = HEADLINE.get(name, next(iter(result), ""))
             value = result.get(headline, float("nan"))
-            print(f"  {name:<34s} {headline} = {value:.4f}  ({seconds:.1f} s)", file=sys.stderr)
+            print(f"{headline} = {value:.4f}  ({seconds:.1f} s)", file=sys.stderr)
         if on_metric is not None:
             on_metric(name, result, entry)
     return scores, protocol

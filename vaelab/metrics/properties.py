@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BOUNDED_0_1",
     "HEADLINE",
+    "describe_score",
     "NEEDS_GRID",
     "NEEDS_POSTERIOR",
     "PERMUTATION_INVARIANT",
@@ -68,3 +69,68 @@ HEADLINE = {
     "kl_decomposition": "kl_decomposition.tc",
     "clustering": "clustering.nmi",
 }
+
+# One line per score key: what it measures and which way is better (+1 higher, -1 lower, 0
+# neither). Per-factor keys ("mig.shape") and unknown keys fall back in `describe_score`.
+_HIGHER, _LOWER, _NEITHER = 1, -1, 0
+SCORE_MEANINGS: dict[str, tuple[str, int]] = {
+    "mig": ("gap in normalised mutual information between the two latents that best explain "
+            "each factor, averaged over factors (0-1)", _HIGHER),
+    "aam": ("axis alignment: share of each factor's information held by its best latent (0-1)",
+            _HIGHER),
+    "mig_chen": ("MIG from the posterior's mutual information (Chen et al. 2018; 0-1)", _HIGHER),
+    "aam_chen": ("axis alignment from the posterior's mutual information (0-1)", _HIGHER),
+    "factor_vae_score.eval_accuracy": ("held-out accuracy of guessing which factor was held "
+                                       "fixed from the least-varying latent (0-1)", _HIGHER),
+    "factor_vae_score.train_accuracy": ("the same on the classifier's training points",
+                                        _HIGHER),
+    "beta_vae_score.eval_accuracy": ("held-out accuracy of a linear classifier guessing the "
+                                     "fixed factor from code differences (0-1)", _HIGHER),
+    "beta_vae_score.train_accuracy": ("the same on the classifier's training points", _HIGHER),
+    "disentanglement": ("DCI: each latent predicts at most one factor (0-1)", _HIGHER),
+    "completeness": ("DCI: each factor is predicted by a single latent (0-1)", _HIGHER),
+    "informativeness_test": ("DCI: held-out accuracy of predicting the factors from the codes",
+                             _HIGHER),
+    "informativeness_train": ("DCI: the same on the training points", _HIGHER),
+    "sap": ("gap in linear predictability between the two best latents per factor (0-1)",
+            _HIGHER),
+    "modularity": ("each latent depends on one factor only (0-1)", _HIGHER),
+    "explicitness_test": ("held-out AUC of a linear classifier recovering each factor value",
+                          _HIGHER),
+    "explicitness_train": ("the same AUC on the training points", _HIGHER),
+    "irs": ("interventional robustness: latents stay put when nuisance factors change (0-1)",
+            _HIGHER),
+    "gaussian_total_correlation": ("total correlation of a Gaussian fitted to the codes, nats "
+                                   "(0: independent latents)", _LOWER),
+    "gaussian_wasserstein_correlation": ("Wasserstein distance of the codes' covariance from a "
+                                         "diagonal one", _LOWER),
+    "gaussian_wasserstein_correlation_norm": ("the same, normalised by the variances", _LOWER),
+    "mutual_info_score": ("average mutual information between pairs of latents", _LOWER),
+    "active_units": ("latents whose posterior mean varies over the data (more is not better)",
+                     _NEITHER),
+    "active_units.fraction": ("the same as a fraction of all latents", _NEITHER),
+    "kl_decomposition.mi": ("index-code mutual information of the KL, nats", _NEITHER),
+    "kl_decomposition.tc": ("total correlation of the aggregate posterior, nats", _LOWER),
+    "kl_decomposition.dw_kl": ("dimension-wise KL of the aggregate posterior, nats", _LOWER),
+    "nmi": ("normalised mutual information between clusters and labels (0-1)", _HIGHER),
+    "ari": ("adjusted Rand index of clusters against labels (1: identical)", _HIGHER),
+    "accuracy": ("accuracy of the best cluster-to-label matching (0-1)", _HIGHER),
+    "hungarian_accuracy": ("accuracy of the best one-to-one cluster-to-label matching (0-1)",
+                           _HIGHER),
+}
+
+
+def describe_score(key: str) -> tuple[str, int]:
+    """(one-line meaning, direction) of a score key of metrics.json: direction +1 when higher is
+    better, -1 when lower is better, 0 when neither (counts, sizes, unknown keys)."""
+    if key in SCORE_MEANINGS:
+        return SCORE_MEANINGS[key]
+    head, _, tail = key.rpartition(".")
+    if tail in SCORE_MEANINGS and head.split(".")[0] in ("dci", "dci_fast", "clustering",
+                                                         "clusters"):
+        return SCORE_MEANINGS[tail]
+    if head in SCORE_MEANINGS and tail:  # a per-factor value: "mig.shape"
+        return f"{head} of factor {tail} alone", SCORE_MEANINGS[head][1]
+    if tail in ("num_active_dims", "num_dims", "batch_size", "used"):
+        return {"used": "clusters used"}.get(tail, tail.replace("_", " ")), _NEITHER
+    return "", _NEITHER

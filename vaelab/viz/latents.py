@@ -93,8 +93,12 @@ def plot_mean_activations(
     factor_names: Sequence[str],
     factor_sizes: Sequence[int],
     threshold: float = ACTIVE_VARIANCE,
+    group_labels: Sequence[str] | None = None,
 ) -> Figure:
     """Mean code of each active latent as a function of each ground-truth factor.
+
+    A legend above the line panels names the shapes (one colour each); a colourbar above the
+    position maps gives their scale (the mean code); the margins leave room for every label.
 
     Args:
         means: posterior means (N, D).
@@ -102,6 +106,7 @@ def plot_mean_activations(
         factor_names: F names; "pos_x"/"pos_y" make the position map, "shape" groups the curves.
         factor_sizes: F cardinalities.
         threshold: activity threshold on Var[mu_j].
+        group_labels: names of the "shape" values for the legend (default "shape 0", ...).
 
     Returns:
         A Figure with one row per active latent.
@@ -139,8 +144,12 @@ def plot_mean_activations(
         size = factor_sizes[k]
         lines = conditional_means(means, group_codes * size + factors[:, k], group_size * size)
         panels.append((names[k], lines.reshape(group_size, size, -1)))  # (G, S_k, D)
-    cell, left, bottom = 1.3, 0.8, 0.6  # inches
-    width, height = cell * cols + left + 0.1, cell * len(active) + bottom + 0.1
+    cell, left, bottom, top, right = 1.3, 1.0, 0.75, 0.8, 0.15  # inches
+    width, height = cell * cols + left + right, cell * len(active) + bottom + top
+    position_range = (
+        (float(np.nanmin(panels[0][1][..., active])), float(np.nanmax(panels[0][1][..., active])))
+        if position else None
+    )
     with mpl_style.context("ggplot"):
         figure = Figure(figsize=(width, height))
         grid = figure.add_gridspec(
@@ -149,10 +158,11 @@ def plot_mean_activations(
             wspace=0.05,
             hspace=0.05,
             left=left / width,
-            right=1 - 0.1 / width,
+            right=1 - right / width,
             bottom=bottom / height,
-            top=1 - 0.1 / height,
+            top=1 - top / height,
         )
+        heat_map, lines = None, []
         for col, (name, values) in enumerate(panels):
             data = values[..., active]
             lo, hi = np.nanmin(data), np.nanmax(data)
@@ -160,36 +170,61 @@ def plot_mean_activations(
             for row, j in enumerate(active):
                 axis = figure.add_subplot(grid[row, col])
                 if name == "pos":
-                    axis.imshow(
+                    heat_map = axis.imshow(
                         values[:, :, j],
                         cmap="coolwarm",
-                        vmin=np.nanmin(values),
-                        vmax=np.nanmax(values),
+                        vmin=position_range[0],
+                        vmax=position_range[1],
                         aspect="auto",
                     )
                 else:
                     for g in range(values.shape[0]):
-                        axis.plot(
+                        (line,) = axis.plot(
                             values[g, :, j], color=SHAPE_COLOURS[g % len(SHAPE_COLOURS)], lw=1
                         )
+                        if row == 0 and col == cols - 1:
+                            lines.append(line)
                     axis.set_ylim(lo - pad, hi + pad)
                 axis.set_xticks([])
                 axis.set_yticks([])
                 if col == 0:
-                    axis.set_ylabel(f"$z_{{{j}}}$", rotation=0, labelpad=12)
+                    axis.set_ylabel(f"$z_{{{j}}}$", rotation=0, labelpad=14, va="center")
                 if row == len(active) - 1:
-                    axis.set_xlabel(name)
+                    axis.set_xlabel("position\n(pos_x down, pos_y across)" if name == "pos"
+                                    else name, fontsize=9 if name == "pos" else None)
+        legend_y = 1 - 0.3 * top / height
+        if heat_map is not None:
+            bar = figure.add_axes((left / width + 0.1 * cell / width, legend_y - 0.06 / height,
+                                   0.8 * cell / width, 0.12 / height))
+            figure.colorbar(heat_map, cax=bar, orientation="horizontal")
+            bar.tick_params(labelsize=7)
+            bar.set_title("mean code", fontsize=8)
+        if group is not None and lines:
+            names = list(group_labels or [f"{GROUP_NAME} {g}" for g in range(group_size)])
+            figure.legend(
+                lines,
+                names[: len(lines)],
+                loc="center",
+                bbox_to_anchor=(
+                    (left + cell * ((1 if position else 0) + cols) / 2) / width, legend_y
+                ),
+                ncol=len(lines),
+                fontsize=8,
+                frameon=False,
+                title=GROUP_NAME,
+                title_fontsize=8,
+            )
         figure.text(
             (left + cell * cols / 2) / width,
-            0.05 / height,
-            "Ground Truth",
+            0.08 / height,
+            "Ground-truth factor",
             ha="center",
             va="bottom",
         )
         figure.text(
-            0.05 / width,
+            0.1 / width,
             (bottom + cell * len(active) / 2) / height,
-            "Learned Latent Variables",
+            "Learned latent (active ones)",
             rotation=90,
             va="center",
             ha="left",

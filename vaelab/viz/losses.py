@@ -1,7 +1,9 @@
 """Loss curves from a run's training log (disvae has none; Non-Syn used visdom windows).
 
-Every logged term gets a panel over optimiser steps; the per-latent KL columns `kl_0..kl_{D-1}`
-share one panel, with a bar chart of their final values (the traversal ordering) beside it.
+Every logged term gets a panel over optimiser steps, its y axis labelled with the term's unit
+(`term_unit`: nats for the likelihood and divergence terms, images/s for throughput, a weight for
+schedules); the per-latent KL columns `kl_0..kl_{D-1}` share one panel, with a bar chart of their
+final values (the traversal ordering) beside it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,30 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["figure_to_png", "latent_kl_columns", "plot_losses"]
+__all__ = [
+    "figure_to_png",
+    "latent_kl_columns",
+    "plot_losses",
+    "plot_metrics_during_training",
+    "term_unit",
+]
 
 # Columns that are bookkeeping, not curves.
 _AXES = ("step", "epoch")
+# Terms measured in nats: negative log-likelihoods, KLs and their decompositions, capacities.
+NAT_TERMS = {"loss", "recon", "kl", "tc", "mi", "dw_kl", "capacity", "syn", "disc_loss", "cp",
+             "kl_z", "kl_y", "kl_w", "kl_d", "kl_beta"}
+UNITS = {"images_per_s": "images / s", "warmup": "weight (0 to 1)", "disc_acc": "fraction"}
+
+
+def term_unit(key: str) -> str:
+    """The y-axis label of a logged term ("" when its unit is not known)."""
+    key = key.split("/")[-1]  # valid/recon -> recon
+    if key in UNITS:
+        return UNITS[key]
+    if key in NAT_TERMS or (key.startswith("kl_") and key[3:].isdigit()):
+        return "nats"
+    return ""
 
 
 def latent_kl_columns(log: Mapping[str, np.ndarray]) -> list[str]:
@@ -56,6 +78,7 @@ def plot_losses(log: Mapping[str, np.ndarray], title: str = "") -> Figure:
         axis.plot(steps, values, marker="." if rows_in_log < 30 else None)
         axis.set_title(key, fontsize=10)
         axis.set_xlabel("step")
+        axis.set_ylabel(term_unit(key))
         axis.grid(alpha=0.3)
     if kl_keys:
         curves, bars = axes[len(terms)], axes[len(terms) + 1]
@@ -63,6 +86,7 @@ def plot_losses(log: Mapping[str, np.ndarray], title: str = "") -> Figure:
             curves.plot(steps, np.asarray(log[key], dtype=np.float64), label=key[3:], lw=1)
         curves.set_title("KL per latent", fontsize=10)
         curves.set_xlabel("step")
+        curves.set_ylabel("nats")
         curves.grid(alpha=0.3)
         if len(kl_keys) <= 12:
             curves.legend(fontsize=6, ncol=2, title="latent", title_fontsize=6)
@@ -71,7 +95,47 @@ def plot_losses(log: Mapping[str, np.ndarray], title: str = "") -> Figure:
         bars.set_xticks(np.arange(len(kl_keys)))
         bars.set_title("final KL per latent (nats)", fontsize=10)
         bars.set_xlabel("latent")
+        bars.set_ylabel("nats")
     for axis in axes[panels:]:
+        axis.set_axis_off()
+    return figure
+
+
+MAX_METRIC_PANELS = 9
+
+
+def plot_metrics_during_training(log: Mapping[str, np.ndarray], title: str = "") -> Figure:
+    """One panel per metric of `metrics_log.csv` (`train.metrics_every`) against the step: the
+    headline score of each metric (`HEADLINE`) when logged, else every column, at most 9.
+
+    Args:
+        log: {column: (T,) array} with a "step" column.
+        title: figure title.
+    """
+    from vaelab.metrics.properties import HEADLINE, describe_score
+
+    columns = [k for k in log if k != "step"]
+    keys = [k for k in HEADLINE.values() if k in columns] or columns
+    keys = keys[:MAX_METRIC_PANELS]
+    steps = np.asarray(log.get("step", []), dtype=np.float64)
+    cols = min(3, max(1, len(keys)))
+    rows = max(1, -(-len(keys) // cols))
+    figure = Figure(figsize=(3.6 * cols, 2.6 * rows), layout="constrained")
+    figure.suptitle(title or "metrics during training")
+    if not keys or len(steps) == 0:
+        axis = figure.add_subplot(1, 1, 1)
+        axis.text(0.5, 0.5, "no metrics logged yet", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    axes = figure.subplots(rows, cols, squeeze=False).ravel()
+    for axis, key in zip(axes, keys):
+        axis.plot(steps, np.asarray(log[key], dtype=np.float64), marker=".")
+        direction = describe_score(key)[1]
+        arrow = {1: " (higher is better)", -1: " (lower is better)"}.get(direction, "")
+        axis.set_title(key + arrow, fontsize=9)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    for axis in axes[len(keys):]:
         axis.set_axis_off()
     return figure
 

@@ -27,6 +27,7 @@ from vaelab.errors import VaelabError
 from vaelab.registry import PLOTS
 from vaelab.runs import Run, atomic_write_bytes, load_run
 from vaelab.viz.grid import image_grid, pad_value_for, stack_rows, to_pil, upsample
+from vaelab.viz.labels import best_factors, caption, label_rows, latent_row_labels, row_centres
 from vaelab.viz.latents import (
     encode_means,
     plot_latent_projection,
@@ -67,7 +68,8 @@ class PlotOptions:
     upsample: int = 1  # nearest-neighbour upsampling factor of every image
     seed: int = 1234  # picks the random items and prior samples
     factor: str = ""  # latent-projection colours: a factor name, "label" or "cluster"
-    show_kl: bool = False  # reconstruct-traverse: label rows with their KL
+    show_kl: bool = False  # reconstruct-traverse: the seed's KL strip on the right (no labels)
+    plain: bool = False  # the seed's bare pixel grids: no row labels or captions
     frames: int = 15  # gif-traversals: traversal points (= frames)
     points: int = 1000  # latent-projection: images encoded
 
@@ -181,6 +183,51 @@ def _traversal_dims(run: Run, options: PlotOptions) -> np.ndarray:
     return _latent_order(run)[:rows]
 
 
+FACTOR_LABEL_ITEMS = 5_000  # items encoded to name the factor each latent explains best
+
+
+def _latent_factors(run: Run) -> list[tuple[str, float]] | None:
+    """(factor, normalised MI) per latent on a random subset of factor data (cached on the run);
+    None when the data has no factors."""
+    cached = getattr(run, "_latent_factors", False)
+    if cached is not False:
+        return cached
+    dataset = run.dataset()
+    result = None
+    if isinstance(dataset, FactorDataset):
+        count = min(FACTOR_LABEL_ITEMS, len(dataset))
+        index = np.sort(np.random.default_rng(0).choice(len(dataset), count, replace=False))
+        means = encode_means(run.model, dataset, index)
+        if means.shape[1] == run.model.traversal_dim:  # the codes are the traversal latent's
+            result = best_factors(means, dataset.factors[index], dataset.factor_names)
+    run._latent_factors = result
+    return result
+
+
+def _row_labels(run: Run, dims: np.ndarray) -> list[str]:
+    kl = run.kl_per_latent()
+    return latent_row_labels(dims, kl if len(kl) == run.model.traversal_dim else None,
+                             _latent_factors(run))
+
+
+def _pitch(images: torch.Tensor, options: PlotOptions) -> int:
+    return images.shape[-2] * options.upsample + 2  # cell height plus the grid line, px
+
+
+def _labelled(grid: np.ndarray, labels: list[str], pitch: int, title: str = "",
+              top: int = 0) -> Image.Image:
+    """`grid` with `labels` beside its rows (starting `top` px down) and `title` above it."""
+    image = label_rows(grid, labels, row_centres(len(labels), pitch, top=top))
+    return caption(image, title) if title else image
+
+
+def _range_text(options: PlotOptions) -> str:
+    m = options.max_traversal
+    if m >= 0.5:
+        return f"z from {-m:g} to {m:g}"
+    return f"central {200 * m:g}% of the {'posterior' if options.posterior else 'prior'}"
+
+
 def _traversal_grid(
     run: Run, options: PlotOptions, dims: np.ndarray, n: int, image: torch.Tensor | None
 ) -> torch.Tensor:
@@ -229,7 +276,11 @@ def _reconstruct(run: Run, options: PlotOptions) -> dict[str, Content]:
     originals = _images(run, options, rows // 2 * options.cols)
     recon = run.model.reconstruct(originals).float()
     images = torch.cat([originals, recon])
-    return {"reconstruct.png": to_pil(_grid(run, images, rows, options.cols, options))}
+    grid = _grid(run, images, rows, options.cols, options)
+    if options.plain:
+        return {"reconstruct.png": to_pil(grid)}
+    labels = ["original"] * (rows // 2) + ["reconstruction"] * (rows // 2)
+    return {"reconstruct.png": _labelled(grid, labels, _pitch(images, options))}
 
 
 def _traversal_name(options: PlotOptions) -> str:
@@ -241,7 +292,13 @@ def _traversals(run: Run, options: PlotOptions) -> dict[str, Content]:
     image = _images(run, options, 1) if options.posterior else None
     grid = _traversal_grid(run, options, dims, options.cols, image)  # (R, n, C, H, W)
     flat = grid.reshape(-1, *grid.shape[2:])
-    return {_traversal_name(options): to_pil(_grid(run, flat, len(dims), options.cols, options))}
+    pixels = _grid(run, flat, len(dims), options.cols, options)
+    if options.plain:
+        return {_traversal_name(options): to_pil(pixels)}
+    where = "the first image's posterior" if options.posterior else "the prior's centre"
+    title = f"each row moves one latent ({_range_text(options)}) around {where}"
+    labelled = _labelled(pixels, _row_labels(run, dims), _pitch(flat, options), title)
+    return {_traversal_name(options): labelled}
 
 
 def _label_strip(grid: np.ndarray, labels: list[str], centres: list[float]) -> Image.Image:
@@ -265,8 +322,15 @@ def _reconstruct_traverse(run: Run, options: PlotOptions) -> dict[str, Content]:
     grid = _traversal_grid(run, options, dims, options.cols, image)
     bottom = _grid(run, grid.reshape(-1, *grid.shape[2:]), len(dims), options.cols, options)
     stacked = stack_rows([top, bottom])
-    if not options.show_kl:
+    if options.plain and not options.show_kl:
         return {"reconstruct_traverse.png": to_pil(stacked)}
+    if not options.show_kl:
+        pitch = _pitch(originals, options)
+        labels = ["original", "reconstruction", *_row_labels(run, dims)]
+        centres = row_centres(2, pitch) + row_centres(len(dims), pitch, top=top.shape[0])
+        return {"reconstruct_traverse.png": caption(
+            label_rows(stacked, labels, centres),
+            f"originals, reconstructions, then one row per latent ({_range_text(options)})")}
     side = originals.shape[-1] * options.upsample + 2  # cell pitch in px
     centres = [2 + side * i + (side - 2) / 2 for i in range(2)]
     centres += [top.shape[0] + 2 + side * i + (side - 2) / 2 for i in range(len(dims))]
@@ -289,6 +353,14 @@ def _gif_traversals(run: Run, options: PlotOptions) -> dict[str, Content]:
         _grid(run, cells[:, :, j].reshape(-1, *cells.shape[3:]), len(dims), options.cols, options)
         for j in range(options.frames)
     ]
+    if not options.plain:
+        labels, pitch = _row_labels(run, dims), _pitch(originals, options)
+        frames = [np.asarray(_labelled(frame, labels, pitch,
+                                       f"posterior traversal {j + 1}/{options.frames}"))
+                  for j, frame in enumerate(frames)]
+        width = max(frame.shape[1] for frame in frames)  # captions may widen a frame
+        frames = [np.pad(f, ((0, 0), (0, width - f.shape[1])) + ((0, 0),) * (f.ndim - 2),
+                         constant_values=255) for f in frames]
     return {"posterior_traversals.gif": frames}
 
 
@@ -322,7 +394,8 @@ def _mean_activations(run: Run, options: PlotOptions) -> dict[str, Content]:
         index = np.sort(rng.choice(len(dataset), MEAN_ACTIVATION_ITEMS, replace=False))
     means = encode_means(run.model, dataset, index)
     factors = dataset.factors if index is None else dataset.factors[index]
-    figure = plot_mean_activations(means, factors, dataset.factor_names, dataset.factor_sizes)
+    figure = plot_mean_activations(means, factors, dataset.factor_names, dataset.factor_sizes,
+                                   group_labels=getattr(dataset, "shape_names", None))
     return {"mean_activations.png": figure}
 
 
@@ -371,7 +444,8 @@ def _projection_colours(
             f"unknown colouring {options.factor!r} for dataset "
             f"{run.config.data.name!r}; known: {known}"
         )
-    return dataset.factors[index, names.index(options.factor)], None
+    shapes = getattr(dataset, "shape_names", None) if options.factor == "shape" else None
+    return dataset.factors[index, names.index(options.factor)], shapes
 
 
 def _latent_projection(run: Run, options: PlotOptions) -> dict[str, Content]:

@@ -1,14 +1,19 @@
 """`report.html`: one self-contained page per run or set of runs (images inlined, no network).
 
-For each run: its config, `summary.json`, the `metrics.json` scores (with the protocol that produced
-them), the loss curves and every picture in the run directory and its `plots/` folder. With several
-runs a comparison table puts their configs and scores side by side (differing rows highlighted).
+A run reads top-down: its pictures first (reconstructions, traversals, samples, loss curves, the
+metrics scored during training, then the rest), a short summary, the metric scores each with a
+one-line meaning and its direction ("higher is better"), and at the end, collapsed, the protocol
+that produced the scores, the full summary and the config. A picture of the same thing in two
+places (`samples.png` and `plots/samples.png`, or two identical files) is shown once. With several
+runs a comparison comes first: their scores side by side with the best run per metric marked, the
+loss curves of every run overlaid, and only the settings that differ.
 A Content-Security-Policy forbids every network request, so the page works offline by design.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -17,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from vaelab.errors import VaelabError
@@ -30,23 +36,38 @@ PICTURE_SUFFIXES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
 }
-# Shown first, in this order; the rest of the run's pictures follow by name.
-TOP_PICTURES = ("losses.png", "reconstructions.png", "samples.png", "training.gif")
+# The picture groups shown first, in this order. Each entry lists alternatives: the first file
+# that exists is shown, the others are the same picture made elsewhere (left out).
+PICTURE_GROUPS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
+    ("Reconstructions", (("plots/reconstruct.png", "reconstructions.png"),)),
+    ("Traversals", (("plots/reconstruct_traverse.png",), ("plots/prior_traversals.png",),
+                    ("plots/posterior_traversals.png",), ("plots/posterior_traversals.gif",),
+                    ("training.gif",))),
+    ("Samples", (("plots/samples.png", "samples.png"), ("cluster_samples.png",))),
+    ("Loss curves", (("plots/losses.png", "losses.png"),)),
+)
+CHARTS = ("losses.png", "mean_activations.png", "metrics_during_training.png")
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ccc; padding-bottom: .2em; }
+h3 { margin: .8em 0 .3em; }
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.differs { background: #fff6d6; }
+td.best { font-weight: bold; background: #e3f4e1; }
+td.meaning { color: #555; max-width: 42em; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
+.groups { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
 .pictures { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
 figure { margin: 0; } figcaption { font-size: .85em; color: #555; text-align: center; }
 img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
 img.chart { image-rendering: auto; }
+ul.summary { margin: .3em 0 1em; } ul.summary li { margin: .1em 0; }
+details { margin: .6em 0; } summary { cursor: pointer; color: #345; font-weight: 600; }
 .note { color: #777; font-style: italic; }
 """
+DIRECTION_TEXT = {1: "higher is better", -1: "lower is better", 0: ""}
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -95,13 +116,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _picture(name: str, data: bytes, mime: str, chart: bool = False) -> str:
-    """An inlined <figure>; small pixel grids are shown enlarged (integer factor, no blur)."""
+    """An inlined <figure>; pixel grids narrower than 200 px are shown enlarged (an integer
+    factor, no blur), wider ones at their own size (their labels stay crisp)."""
     encoded = base64.b64encode(data).decode("ascii")
     attributes = ' class="chart"' if chart else ""
     if not chart:
         with Image.open(io.BytesIO(data)) as image:
             width = image.width
-        attributes += f' width="{width * max(1, 400 // max(width, 1))}"'
+        attributes += f' width="{width * max(1, 200 // max(width, 1))}"'
     return (
         f'<figure><img{attributes} src="data:{mime};base64,{encoded}" '
         f'alt="{html.escape(name)}"><figcaption>{html.escape(name)}</figcaption></figure>'
@@ -118,39 +140,126 @@ def _readable(data: bytes) -> bool:
 
 
 def _is_chart(name: str) -> bool:
-    return name in ("losses.png", "mean_activations.png") or name.startswith("latent_projection")
+    return name in CHARTS or name.startswith("latent_projection")
 
 
-def _pictures(run_dir: Path, log: Mapping[str, Any]) -> tuple[str, str, list[str]]:
-    """HTML of the loss curves and of every other picture of a run, and unreadable files."""
-    files = sorted(p for p in run_dir.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES)
-    files.sort(key=lambda p: TOP_PICTURES.index(p.name) if p.name in TOP_PICTURES else 99)
+def _picture_files(run_dir: Path) -> list[str]:
+    names = [p.name for p in run_dir.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES]
     plots = run_dir / "plots"
     if plots.is_dir():
-        files += sorted(p for p in plots.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES)
-    curves, pictures, skipped = [], [], []
-    for path in files:
-        data = path.read_bytes()
-        name = str(path.relative_to(run_dir))
+        names += [f"plots/{p.name}" for p in plots.iterdir()
+                  if p.suffix.lower() in PICTURE_SUFFIXES]
+    return sorted(names)
+
+
+def _pictures(run_dir: Path, log: Mapping[str, Any],
+              metric_log: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """[(group title, figures HTML)] in reading order, and the unreadable files left out."""
+    files = _picture_files(run_dir)
+    seen_digests: set[str] = set()
+    skipped: list[str] = []
+    used: set[str] = set()
+
+    def figure(name: str) -> str:
+        used.add(name)
+        data = (run_dir / name).read_bytes()
         if not _readable(data):
             skipped.append(name)
-            continue
-        html_part = _picture(
-            name, data, PICTURE_SUFFIXES[path.suffix.lower()], _is_chart(path.name)
-        )
-        (curves if path.name == "losses.png" and not curves else pictures).append(html_part)
-    if not curves and log:
-        from vaelab.viz.losses import figure_to_png, plot_losses
+            return ""
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen_digests:  # the same picture under another name
+            return ""
+        seen_digests.add(digest)
+        return _picture(name, data, PICTURE_SUFFIXES[Path(name).suffix.lower()],
+                        _is_chart(Path(name).name))
 
-        curves.append(
-            _picture(
-                "losses (from train_log.csv)",
-                figure_to_png(plot_losses(log)),
-                "image/png",
-                chart=True,
-            )
+    groups = []
+    for title, alternatives in PICTURE_GROUPS:
+        parts = []
+        for names in alternatives:
+            present = [n for n in names if n in files]
+            if present:
+                parts.append(figure(present[0]))
+                used.update(present)  # the duplicates of the one shown
+        if title == "Loss curves" and not any(parts) and log:
+            from vaelab.viz.losses import figure_to_png, plot_losses
+
+            parts.append(_picture("losses (from train_log.csv)", figure_to_png(plot_losses(log)),
+                                  "image/png", chart=True))
+        if title == "Loss curves" and metric_log:
+            from vaelab.viz.losses import figure_to_png, plot_metrics_during_training
+
+            parts.append(_picture("metrics during training (metrics_log.csv)",
+                                  figure_to_png(plot_metrics_during_training(metric_log)),
+                                  "image/png", chart=True))
+        if any(parts):
+            groups.append((title, "".join(parts)))
+    rest = "".join(figure(name) for name in files if name not in used)
+    if rest:
+        groups.append(("More pictures", rest))
+    return groups, skipped
+
+
+def _stale_plots(run_dir: Path) -> list[str]:
+    """The pictures under plots/ older than checkpoints/last.ckpt (drawn from an earlier model)."""
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    plots = run_dir / "plots"
+    if not checkpoint.is_file() or not plots.is_dir():
+        return []
+    newest = checkpoint.stat().st_mtime_ns
+    return sorted(f"plots/{p.name}" for p in plots.iterdir()
+                  if p.suffix.lower() in PICTURE_SUFFIXES and p.stat().st_mtime_ns < newest)
+
+
+def _summary_lines(config: Mapping[str, Any], summary: Mapping[str, Any]) -> list[str]:
+    """A few plain sentences: what was trained, for how long, and where it ended."""
+    model, objective = config.get("model", {}), config.get("objective", {})
+    data = config.get("data", {})
+    lines = [
+        f"{objective.get('name', '?')} objective on a {model.get('name', '?')} model "
+        f"({model.get('latent_dim', '?')} latents), data {data.get('name', '?')}"
+        + (f" ({summary['dataset_size']:,} images)" if isinstance(
+            summary.get("dataset_size"), int) else "")
+    ]
+    if summary:
+        wall = summary.get("wall_time_s")
+        speed = summary.get("images_per_s")
+        lines.append(
+            f"{summary.get('steps', '?')} steps ({_format(summary.get('epochs', '?'))} epochs)"
+            + (f" in {wall:.0f} s" if isinstance(wall, (int, float)) else "")
+            + (f", {speed:,.0f} images/s" if isinstance(speed, (int, float)) else "")
+            + f" on {summary.get('device', '?')}"
+            + (" (resumed)" if summary.get("resumed") else "")
         )
-    return "".join(curves), "".join(pictures), skipped
+        final = summary.get("final", {})
+        terms = [f"{k} {final[k]:.2f}" for k in ("loss", "recon", "kl", "tc")
+                 if isinstance(final.get(k), (int, float))]
+        if terms:
+            lines.append("final training terms (nats): " + ", ".join(terms))
+    else:
+        lines.append("not finished: no summary.json yet")
+    return lines
+
+
+def _metrics_table(scores: Mapping[str, Any], table_id: str) -> str:
+    from vaelab.metrics.properties import HEADLINE, describe_score
+
+    headline = [k for k in HEADLINE.values() if k in scores]
+    keys = headline + [k for k in scores if k not in headline]
+    rows = []
+    for key in keys:
+        meaning, direction = describe_score(key)
+        rows.append(
+            f"<tr><th>{html.escape(key)}</th>{_cell(scores[key])}"
+            f"<td>{DIRECTION_TEXT[direction]}</td>"
+            f'<td class="meaning">{html.escape(meaning)}</td></tr>'
+        )
+    head = "<tr><th>metric</th><th>score</th><th>direction</th><th>meaning</th></tr>"
+    return f'<table id="{table_id}"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _details(title: str, body: str) -> str:
+    return f"<details><summary>{html.escape(title)}</summary>{body}</details>"
 
 
 def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
@@ -163,62 +272,119 @@ def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
     protocol = metrics.get("protocol", {}) if isinstance(metrics.get("protocol"), dict) else {}
     scores = {k: v for k, v in metrics.items() if k != "protocol"}
     log = read_train_log(run_dir / "train_log.csv")
+    metric_log = read_train_log(run_dir / "metrics_log.csv")
     name = config.get("name") or run_dir.name
-    curves, pictures, skipped = _pictures(run_dir, log)
+    groups, skipped = _pictures(run_dir, log, metric_log)
     parts = [
         f'<section id="run-{index}"><h2>{html.escape(str(name))}</h2>',
         f'<p class="note">{html.escape(str(run_dir.resolve()))}</p>',
     ]
-    parts.append("<h3>Metrics</h3>")
-    if scores:
-        parts.append(_table(scores, f"metrics-{index}", ("metric", "score")))
-        if protocol:
-            parts.append(_table(flatten(protocol), f"protocol-{index}", ("protocol", "value")))
-    else:
-        parts.append('<p class="note">no metrics.json (run <code>vaelab eval</code>)</p>')
-    parts.append("<h3>Summary</h3>")
-    parts.append(
-        _table(flatten(summary), f"summary-{index}", ("summary", "value"))
-        if summary
-        else '<p class="note">no summary.json</p>'
-    )
-    parts.append(
-        f"<h3>Loss curves</h3>{curves}"
-        if curves
-        else '<h3>Loss curves</h3><p class="note">no training log</p>'
-    )
-    parts.append(
-        f'<h3>Pictures</h3><div class="pictures">{pictures}</div>'
-        if pictures
-        else '<h3>Pictures</h3><p class="note">no pictures yet (run <code>vaelab plot '
-        "RUN all</code>)</p>"
-    )
+    parts.append('<div class="groups">')
+    for title, figures in groups:
+        parts.append(f'<div class="group"><h3>{html.escape(title)}</h3>'
+                     f'<div class="pictures">{figures}</div></div>')
+    parts.append("</div>")
+    if not groups:
+        parts.append('<h3>Pictures</h3><p class="note">no pictures yet (run <code>vaelab plot '
+                     "RUN all</code>)</p>")
     if skipped:
         parts.append(f'<p class="note">unreadable, left out: {html.escape(", ".join(skipped))}</p>')
-    parts.append(f"<h3>Config</h3><pre>{html.escape(json.dumps(config, indent=2))}</pre></section>")
-    flat = {f"config.{k}": v for k, v in flatten(config).items()}
-    flat.update({f"score.{k}": v for k, v in scores.items()})
-    flat.update({f"summary.{k}": v for k, v in flatten(summary).items()})
-    return "".join(parts), {"name": str(name), "values": flat}
+    stale = _stale_plots(run_dir)
+    if stale:
+        parts.append(f'<p class="note stale">made before the last checkpoint (the run was '
+                     f'trained on since): {html.escape(", ".join(stale))}; redraw them with '
+                     f"<code>vaelab plot {html.escape(str(run_dir))} all --overwrite</code></p>")
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in _summary_lines(config, summary))
+    parts.append(f'<h3>Summary</h3><ul class="summary" id="summary-{index}">{lines}</ul>')
+    parts.append("<h3>Metrics</h3>")
+    if scores:
+        parts.append(_metrics_table(scores, f"metrics-{index}"))
+    else:
+        parts.append('<p class="note">no metrics.json (run <code>vaelab eval</code>)</p>')
+    if protocol:
+        parts.append(_details("Protocol of the metrics",
+                              _table(flatten(protocol), f"protocol-{index}", ("protocol", "value"))))
+    if summary:
+        parts.append(_details("Full summary (summary.json)",
+                              _table(flatten(summary), f"summary-table-{index}",
+                                     ("summary", "value"))))
+    parts.append(_details("Config (config.json)",
+                          f"<pre>{html.escape(json.dumps(config, indent=2))}</pre>"))
+    parts.append("</section>")
+    return "".join(parts), {"name": str(name), "config": flatten(config), "scores": scores,
+                            "summary": flatten(summary), "log": log}
+
+
+def _best_runs(values: list[Any], direction: int) -> set[int]:
+    """Indices of the runs with the best finite value (ties all marked); none without a
+    direction or with fewer than two finite values."""
+    finite = [(i, float(v)) for i, v in enumerate(values)
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)]
+    if direction == 0 or len(finite) < 2:
+        return set()
+    best = max(v * direction for _, v in finite)
+    return {i for i, v in finite if v * direction == best}
+
+
+def _overlaid_losses(runs: list[dict[str, Any]]) -> str:
+    """One panel per common term (loss, recon, kl, ...), one line per run."""
+    from matplotlib.figure import Figure
+
+    from vaelab.viz.losses import figure_to_png, term_unit
+
+    logs = [r["log"] for r in runs]
+    terms = [k for k in ("loss", "recon", "kl", "tc") if sum(k in log for log in logs) >= 1]
+    if not terms:
+        return '<p class="note">no training logs to overlay</p>'
+    figure = Figure(figsize=(3.8 * len(terms), 3.0), layout="constrained")
+    axes = figure.subplots(1, len(terms), squeeze=False)[0]
+    for axis, term in zip(axes, terms):
+        for run, log in zip(runs, logs):
+            if term in log and "step" in log:
+                axis.plot(log["step"], log[term], label=run["name"], lw=1.2)
+        axis.set_title(term, fontsize=10)
+        axis.set_xlabel("step")
+        axis.set_ylabel(term_unit(term))
+        axis.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7)
+    return _picture("loss curves of every run", figure_to_png(figure), "image/png", chart=True)
 
 
 def _comparison(runs: list[dict[str, Any]]) -> str:
-    keys = list(dict.fromkeys(k for run in runs for k in run["values"]))
-    head = (
-        "<tr><th>key</th>" + "".join(f"<th>{html.escape(r['name'])}</th>" for r in runs) + "</tr>"
-    )
+    from vaelab.metrics.properties import HEADLINE, describe_score
+
+    head = ("<tr><th>metric</th>" + "".join(f"<th>{html.escape(r['name'])}</th>" for r in runs)
+            + "<th>direction</th></tr>")
+    all_keys = list(dict.fromkeys(k for run in runs for k in run["scores"]))
+    headline = [k for k in HEADLINE.values() if k in all_keys]
     rows = []
+    for key in headline + [k for k in all_keys if k not in headline]:
+        values = [r["scores"].get(key, "") for r in runs]
+        direction = describe_score(key)[1]
+        best = _best_runs(values, direction)
+        cells = "".join(
+            _cell(v).replace("<td class=num>", '<td class="num best">', 1) if i in best
+            else _cell(v) for i, v in enumerate(values))
+        rows.append(f"<tr><th>{html.escape(key)}</th>{cells}"
+                    f"<td>{DIRECTION_TEXT[direction]}</td></tr>")
+    scores = (f'<table id="comparison-scores"><thead>{head}</thead><tbody>{"".join(rows)}'
+              "</tbody></table><p class=\"note\">bold: the best run for that metric</p>"
+              if rows else '<p class="note">no run has metrics.json</p>')
+    settings = []
+    keys = list(dict.fromkeys(k for run in runs for k in run["config"]))
     for key in keys:
-        values = [r["values"].get(key, "") for r in runs]
-        differs = len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
-        cells = "".join(_cell(v) for v in values)
-        rows.append(
-            f"<tr{' class=differs' if differs else ''}><th>{html.escape(key)}</th>{cells}</tr>"
-        )
+        values = [r["config"].get(key, "") for r in runs]
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1:
+            settings.append(f"<tr><th>config.{html.escape(key)}</th>"
+                            f"{''.join(_cell(v) for v in values)}</tr>")
+    names = "".join(f"<th>{html.escape(r['name'])}</th>" for r in runs)
+    differ = (f'<table id="comparison-table"><thead><tr><th>setting</th>{names}</tr></thead>'
+              f"<tbody>{''.join(settings)}</tbody></table>"
+              if settings else '<p class="note">the runs have the same settings</p>')
     return (
-        f'<section id="comparison"><h2>Comparison</h2><p class="note">highlighted rows '
-        f'differ between runs</p><table id="comparison-table"><thead>{head}</thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
+        f'<section id="comparison"><h2>Comparison</h2><h3>Scores</h3>{scores}'
+        f'<h3>Loss curves</h3><div class="pictures">{_overlaid_losses(runs)}</div>'
+        f"<h3>Settings that differ</h3>{differ}</section>"
     )
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from vaelab.runs import atomic_write_bytes
 from vaelab.viz.grid import image_grid, pad_value_for, to_pil
+from vaelab.viz.labels import label_rows, row_centres
 from vaelab.viz.losses import figure_to_png, plot_losses
 from vaelab.viz.traversals import decode, model_device, prior_codes
 
@@ -38,7 +39,8 @@ def write_training_pictures(
     """Writes `reconstructions.png`, `samples.png` and `losses.png` into `run_dir`.
 
     * reconstructions.png: 2 rows x 8 columns, random dataset images above the decoded posterior
-      means of their codes (the Non-Syn / UG-VAE "rows" layout).
+      means of their codes (the Non-Syn / UG-VAE "rows" layout), rows labelled "original" and
+      "reconstruction" on the left.
     * samples.png: 8 x 8 decoded prior samples.
     * cluster_samples.png (mixture models): one row of 8 prior samples per cluster.
     * losses.png: every term of `log` over `log["step"]` (`plot_losses`).
@@ -84,8 +86,11 @@ def write_training_pictures(
     if per_cluster is not None:
         pictures["cluster_samples.png"] = image_grid(per_cluster, model.num_clusters,
                                                      SAMPLE_COLUMNS, pad_value=pad_value)
+    pitch = originals.shape[-2] + 2
     for name, grid in pictures.items():
-        atomic_write_bytes(run_dir / name, pil_to_png(to_pil(grid)))
+        image = (label_rows(grid, ["original", "reconstruction"], row_centres(2, pitch))
+                 if name == "reconstructions.png" else to_pil(grid))
+        atomic_write_bytes(run_dir / name, pil_to_png(image))
         paths.append(run_dir / name)
     atomic_write_bytes(run_dir / "losses.png", figure_to_png(plot_losses(dict(log))))
     paths.append(run_dir / "losses.png")

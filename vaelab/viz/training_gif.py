@@ -4,7 +4,8 @@
 every `every` optimiser steps instead of every epoch: prior traversals of all D latents in index
 order (one row each), 10 points per latent over the central 95% of the prior (m = 0.475, i.e.
 -1.96 to +1.96; the seed runs +1.96 to -1.96 because of its sign bug), written at 12 fps when
-training ends. Nothing is written when training is interrupted; the frames so far are kept with
+training ends. Each frame says its step above the grid and labels its rows z0..z{D-1}
+(the labels are drawn when the GIF is written; the kept frames are the bare grids). Nothing is written when training is interrupted; the frames so far are kept with
 every checkpoint (`checkpoints/training_gif_frames.npz`), so a resumed run ends with the same
 frames as an uninterrupted one.
 """
@@ -21,6 +22,7 @@ from PIL import Image
 from vaelab.callbacks import Callback
 from vaelab.runs import atomic_write_bytes
 from vaelab.viz.grid import image_grid, pad_value_for
+from vaelab.viz.labels import caption, label_rows, row_centres
 from vaelab.viz.traversals import model_device, traversal_latents, traversal_values
 
 __all__ = ["Callback", "TrainingGif", "write_gif"]
@@ -50,6 +52,15 @@ def write_gif(frames: list[np.ndarray], fps: int = GIF_FPS) -> bytes:
         loop=0,
     )
     return buffer.getvalue()
+
+
+def labelled_frame(frame: np.ndarray, step: int, rows: int) -> np.ndarray:
+    """A bare traversal frame (`rows` rows of 10 cells) with its rows labelled z0..z{rows-1}
+    and "step N: prior traversals" above it."""
+    pitch = (frame.shape[0] - 2) // rows
+    image = label_rows(frame, [f"z{j}" for j in range(rows)], row_centres(rows, pitch))
+    text = f"step {step}: each row moves one latent (-1.96 to 1.96)"
+    return np.asarray(caption(image, text))
 
 
 class TrainingGif(Callback):
@@ -156,4 +167,6 @@ class TrainingGif(Callback):
         if self._last_step != self._last_capture and self._last_step > 0:
             self.capture(ctx, self._last_step)  # the trained model is always the last frame
         if self.frames:
-            atomic_write_bytes(ctx.run_dir / "training.gif", write_gif(self.frames))
+            rows = ctx.model.traversal_dim
+            frames = [labelled_frame(f, s, rows) for f, s in zip(self.frames, self.frame_steps)]
+            atomic_write_bytes(ctx.run_dir / "training.gif", write_gif(frames))
