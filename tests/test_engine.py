@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import vaelab
+import vaelab.data.mnist
 from vaelab.engine import Callback, TrainingDiverged, fit
 from vaelab.factory import run_config_from_dict
 from vaelab.runs import checkpoint_path, load_checkpoint, load_run
@@ -303,6 +305,24 @@ def test_nan_before_any_checkpoint_says_so(tmp_path, tiny):
 
     with pytest.raises(TrainingDiverged, match="No checkpoint had been written yet"):
         fit(_config(tiny, checkpoint_every=0), tmp_path / "r", callbacks=[Poison()])
+
+
+def test_a_start_that_fails_leaves_no_half_made_run(tmp_path, tiny):
+    from vaelab.data.base import DataError
+
+    config = _config(tiny)
+    failing = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, name="mnist", config=vaelab.data.mnist.MNISTConfig(
+            root=str(tmp_path / "no_data"))))
+    with pytest.raises(DataError, match="vaelab data mnist --from PATH"):
+        fit(failing, tmp_path / "runs" / "r")
+    assert not (tmp_path / "runs" / "r").exists()  # nothing half-made to trip --resume
+    # A directory that already held something is never removed.
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        fit(failing, tmp_path / "kept")
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"
 
 
 def test_version_flag(capsys):

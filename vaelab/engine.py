@@ -623,7 +623,18 @@ def fit(
         FileExistsError: `run_dir` holds a run and `resume` is False.
         TrainingDiverged: a term became NaN/inf (the last good checkpoint stays).
     """
-    t = _setup(config, Path(run_dir), resume, dataset, callbacks)
+    run_dir = Path(run_dir)
+    fresh = not resume and not (run_dir.is_dir() and any(run_dir.iterdir()))
+    try:
+        t = _setup(config, run_dir, resume, dataset, callbacks)
+    except BaseException:
+        # A start that fails before training (bad data, model or device) leaves no half-made
+        # run behind: everything in a directory that was absent or empty was written just now.
+        if fresh and run_dir.is_dir() and not list(run_dir.glob("checkpoints/*.ckpt")):
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     progress = _loop(t)
     return _finish(t, progress)
 
