@@ -93,7 +93,6 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     """Starts (or attaches to) Ray; True when this call started it (and must shut it down)."""
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune prints nothing at verbose=0
     quiet = {"logging_level": "ERROR", "log_to_driver": False, "configure_logging": True}
     try:
         if address:
@@ -207,6 +206,7 @@ def run_sweep(
               f"(kept), {len(todo)} to run", file=sys.stderr)
     interrupted = False
     if todo:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune prints nothing at verbose=0
         ray = import_ray()
         from ray import tune
 

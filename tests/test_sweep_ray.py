@@ -1,0 +1,143 @@
+"""`vaelab sweep` on real, embedded Ray (127.0.0.1 only): a 2x2 grid on toy_squares with one
+failing trial runs and aggregates; a re-run skips everything; a sweep stopped mid-way (Ctrl-C
+of a subprocess) and re-run ends with the same sweep.csv as an uninterrupted one.
+
+All tests here share one worker process (xdist group "ray") and one Ray start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the sweep extra (ray[tune]) is not installed")
+
+from vaelab.sweep import load_sweep, run_sweep  # noqa: E402
+from vaelab.sweep.table import read_sweep_csv  # noqa: E402
+from vaelab.sweep.trial import TIMING_COLUMNS  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+SWEEP = """
+description = "2 x 2 on toy_squares, and a trial that cannot draw a batch"
+seeds = [1, 2]
+[set]
+"data.name" = "toy_squares"
+"model.latent_dim" = 4
+"train.steps" = {steps}
+"train.batch_size" = 16
+"train.log_every" = 4
+"train.checkpoint_every" = 4
+"train.metrics" = ["mig"]
+"train.tb_images" = false
+{axes}
+"""
+GRID = """
+[axes]
+"objective.beta" = [1.0, 4.0]
+"""
+WITH_FAILING = """
+[[variants]]
+label = "ok"
+axes = { "objective.beta" = [1.0, 4.0] }
+[[variants]]
+label = "too_big"
+set = { "train.batch_size" = 4096 }
+"""
+
+
+@pytest.fixture(scope="module")
+def embedded_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             object_store_memory=100 * 1024**2, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _write(path: Path, steps: int, axes: str = GRID) -> Path:
+    path.write_text(SWEEP.format(steps=steps, axes=axes))
+    return path
+
+
+def _without_timings(csv_path: Path) -> list[list[str]]:
+    columns, rows = read_sweep_csv(csv_path)
+    keep = [c for c in columns if c not in TIMING_COLUMNS]
+    return [keep] + [[row[c] for c in keep] for row in rows]
+
+
+def test_grid_runs_aggregates_records_the_failure_and_reruns_nothing(embedded_ray, tmp_path,
+                                                                     capsys):
+    from vaelab.cli import main
+    from vaelab.runs import load_run
+
+    spec = load_sweep(_write(tmp_path / "grid.toml", 8, WITH_FAILING))
+    out = tmp_path / "out"
+    result = run_sweep(spec, out, progress=False)
+    assert result.counts == {"done": 4, "failed": 2}
+    columns, rows = read_sweep_csv(out / "sweep.csv")
+    assert columns[:6] == ["trial", "status", "variant", "train.batch_size", "objective.beta",
+                           "seed"]
+    assert [r["trial"] for r in rows] == [
+        "ok-batch_size=16-beta=1-seed=1", "ok-batch_size=16-beta=1-seed=2",
+        "ok-batch_size=16-beta=4-seed=1", "ok-batch_size=16-beta=4-seed=2",
+        "too_big-batch_size=4096-seed=1", "too_big-batch_size=4096-seed=2"]
+    done = [r for r in rows if r["status"] == "done"]
+    assert len(done) == 4 and all(r["steps"] == "8" and float(r["mig"]) >= 0 for r in done)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 2 and all("fewer than one batch" in r["error"] for r in failed)
+    # every trial is an ordinary run directory
+    run = load_run(out / done[0]["trial"])
+    assert run.config.objective.config.beta == float(done[0]["objective.beta"])
+    assert run.config.seed == int(done[0]["seed"])
+    # the comparison page
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert page.count("<img src=\"data:image/png") == 2  # mig and loss
+    assert 'id="rank-correlation"' in page and "too_big" in page
+    # a re-run starts nothing (no Ray needed) and keeps the table
+    before = (out / "sweep.csv").read_text()
+    capsys.readouterr()
+    again = run_sweep(spec, out, progress=True)
+    assert again.counts == result.counts
+    assert "4 done, 2 failed (kept), 0 to run" in capsys.readouterr().err
+    assert (out / "sweep.csv").read_text() == before
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_midway_resumes_to_the_same_table(embedded_ray, tmp_path):
+    sweep = _write(tmp_path / "grid.toml", 48)
+    reference = tmp_path / "reference"
+    assert run_sweep(load_sweep(sweep), reference, progress=False).counts == {"done": 4}
+
+    out = tmp_path / "stopped"
+    records = out / ".sweep" / "trials"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaelab.cli", "sweep", str(sweep), "--out", str(out),
+         "--num-cpus", "1", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        texts = [p.read_text() for p in records.glob("*.json")] if records.is_dir() else []
+        if any('"done"' in text for text in texts):
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "resume with `vaelab sweep" in err
+    columns, rows = read_sweep_csv(out / "sweep.csv")
+    statuses = [r["status"] for r in rows]
+    assert "done" in statuses and statuses != ["done"] * 4, statuses
+
+    result = run_sweep(load_sweep(sweep), out, progress=False)
+    assert result.counts == {"done": 4}
+    assert _without_timings(out / "sweep.csv") == _without_timings(reference / "sweep.csv")
