@@ -141,3 +141,12 @@ def test_a_sweep_stopped_midway_resumes_to_the_same_table(embedded_ray, tmp_path
     result = run_sweep(load_sweep(sweep), out, progress=False)
     assert result.counts == {"done": 4}
     assert _without_timings(out / "sweep.csv") == _without_timings(reference / "sweep.csv")
+
+
+def test_trials_that_cannot_fit_on_the_cluster_are_refused(embedded_ray, tmp_path):
+    from vaelab.errors import VaelabError
+
+    spec = load_sweep(_write(tmp_path / "grid.toml", 4))
+    with pytest.raises(VaelabError, match="asks for 64 CPUs .* the Ray cluster has 2"):
+        run_sweep(spec, tmp_path / "out", threads_per_trial=64, progress=False)
+    assert not list((tmp_path / "out").glob("*/config.json"))  # no trial started

@@ -283,3 +283,17 @@ def test_bad_sweep_file_on_the_command_line(capsys, tmp_path):
     assert main(["list", "sweeps"]) == 0
     listed = capsys.readouterr().out
     assert "disvae_all" in listed and "25 trials" in listed and "18 trials" in listed
+
+
+def test_the_readme_sweep_example_is_a_valid_sweep(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Studies (sweeps)", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "study.toml").write_text(block)
+    spec = load_sweep(tmp_path / "study.toml")
+    assert len(spec.trials) == 3 * 3 + 3 * 2 * 3
+    assert spec.trials[0].name == "beta_vae-beta=1-seed=1"
+    assert spec.trials[-1].name == "beta_tcvae-beta=16-alpha=1-seed=3"

@@ -213,8 +213,14 @@ def run_sweep(
         resources = {"cpu": threads_per_trial}
         started = _init_ray(ray, address, num_cpus)
         try:
-            if ray.cluster_resources().get("GPU", 0) >= 1:
-                resources["gpu"] = 1
+            cluster = ray.cluster_resources()
+            if cluster.get("CPU", 0) < threads_per_trial:
+                raise VaelabError(
+                    f"each trial asks for {threads_per_trial} CPUs (--threads-per-trial) and the "
+                    f"Ray cluster has {cluster.get('CPU', 0):g}: no trial could start. Lower "
+                    "--threads-per-trial or give Ray more CPUs (--num-cpus)")
+            if cluster.get("GPU", 0) >= 1:
+                resources["gpu"] = 1  # one GPU per trial
             by_name = {t["name"]: t for t in plan}
             bar = _Progress(len(names), finished, progress)
             trainable = tune.with_resources(
