@@ -33,7 +33,7 @@ seeds = [1, 2]
 "train.steps" = {steps}
 "train.batch_size" = 16
 "train.log_every" = 4
-"train.checkpoint_every" = 4
+"train.checkpoint_every" = {every}
 "train.metrics" = ["mig"]
 "train.tb_images" = false
 {axes}
@@ -62,8 +62,8 @@ def embedded_ray():
     ray.shutdown()
 
 
-def _write(path: Path, steps: int, axes: str = GRID) -> Path:
-    path.write_text(SWEEP.format(steps=steps, axes=axes))
+def _write(path: Path, steps: int, axes: str = GRID, every: int = 4) -> Path:
+    path.write_text(SWEEP.format(steps=steps, axes=axes, every=every))
     return path
 
 
@@ -113,7 +113,9 @@ def test_grid_runs_aggregates_records_the_failure_and_reruns_nothing(embedded_ra
 
 @pytest.mark.slow
 def test_a_sweep_stopped_midway_resumes_to_the_same_table(embedded_ray, tmp_path):
-    sweep = _write(tmp_path / "grid.toml", 48)
+    import json
+
+    sweep = _write(tmp_path / "grid.toml", 160, every=20)
     reference = tmp_path / "reference"
     assert run_sweep(load_sweep(sweep), reference, progress=False).counts == {"done": 4}
 
@@ -124,23 +126,39 @@ def test_a_sweep_stopped_midway_resumes_to_the_same_table(embedded_ray, tmp_path
         [sys.executable, "-m", "vaelab.cli", "sweep", str(sweep), "--out", str(out),
          "--num-cpus", "1", "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        texts = [p.read_text() for p in records.glob("*.json")] if records.is_dir() else []
-        if any('"done"' in text for text in texts):
-            break
-        time.sleep(0.2)
+
+    def midway() -> str | None:  # a trial past a periodic checkpoint, after one finished
+        found = {p.stem: json.loads(p.read_text()).get("status") for p in records.glob("*.json")}
+        if "done" not in found.values():
+            return None
+        for name, status in found.items():
+            if status == "running" and list((out / name / "checkpoints").glob("step-*.ckpt")):
+                return name
+        return None
+
+    deadline, stopped = time.monotonic() + 300, None
+    while time.monotonic() < deadline and process.poll() is None and stopped is None:
+        try:
+            stopped = midway()
+        except (OSError, ValueError):  # a record being replaced
+            pass
+        time.sleep(0.05)
+    assert stopped is not None, "no trial was caught mid-way"
     process.send_signal(signal.SIGINT)  # Ctrl-C
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "resume with `vaelab sweep" in err
-    columns, rows = read_sweep_csv(out / "sweep.csv")
-    statuses = [r["status"] for r in rows]
-    assert "done" in statuses and statuses != ["done"] * 4, statuses
+    _, rows = read_sweep_csv(out / "sweep.csv")
+    by_name = {r["trial"]: r["status"] for r in rows}
+    assert by_name[stopped] == "running" and list(by_name.values()).count("done") >= 1
 
     result = run_sweep(load_sweep(sweep), out, progress=False)
     assert result.counts == {"done": 4}
     assert _without_timings(out / "sweep.csv") == _without_timings(reference / "sweep.csv")
+    summary = json.loads((out / stopped / "summary.json").read_text())
+    assert summary["resumed"] is True and summary["steps"] == 160
+    logs = [(d / stopped / "train_log.csv").read_text().splitlines() for d in (out, reference)]
+    assert [line.split(",")[3:] for line in logs[0]] == [line.split(",")[3:] for line in logs[1]]
 
 
 def test_trials_that_cannot_fit_on_the_cluster_are_refused(embedded_ray, tmp_path):

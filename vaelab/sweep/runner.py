@@ -26,7 +26,8 @@ from vaelab.sweep.spec import SweepSpec
 from vaelab.sweep.table import write_sweep_csv
 from vaelab.sweep.trial import run_trial, trial_record
 
-__all__ = ["INSTALL_HINT", "SweepResult", "import_ray", "plan_trials", "run_sweep"]
+__all__ = ["INSTALL_HINT", "SweepResult", "failed_trials", "import_ray", "plan_trials",
+           "run_sweep"]
 
 INSTALL_HINT = ("vaelab sweep runs its trials on Ray Tune, which is not installed: "
                 "pip install 'vaelab[sweep]' (or: pip install 'ray[tune]>=2.9,<3')")
@@ -249,8 +250,9 @@ def run_sweep(
                 ray.shutdown()
     write_sweep_csv(csv_path, plan, spec.varying)
     statuses = {n: _status(out, n) for n in names}
-    if any(s != "done" and s != "failed" for s in statuses.values()) and todo:
-        interrupted = interrupted or any(s in ("running", "pending") for s in statuses.values())
+    # Ctrl-C, or Ray lost a trial: some were left running or never started
+    unfinished = any(statuses[n] in ("running", "pending") for n in todo)
+    interrupted = interrupted or unfinished
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
@@ -258,5 +260,6 @@ def run_sweep(
 
 
 def failed_trials(out: Path, names: Sequence[str]) -> list[tuple[str, str]]:
-    return [(n, trial_record(out, n).get("error", "")) for n in names
-            if trial_record(out, n).get("status") == "failed"]
+    """(name, error) of the failed trials."""
+    records = {n: trial_record(out, n) for n in names}
+    return [(n, r.get("error", "")) for n, r in records.items() if r.get("status") == "failed"]
