@@ -102,12 +102,14 @@ def test_grid_runs_aggregates_records_the_failure_and_reruns_nothing(embedded_ra
     page = (out / "report.html").read_text()
     assert page.count("<img src=\"data:image/png") == 2  # mig and loss
     assert 'id="rank-correlation"' in page and "too_big" in page
-    # a re-run starts nothing (no Ray needed) and keeps the table
+    # the same command again (the CLI) starts nothing and keeps the table; failures: exit 1
     before = (out / "sweep.csv").read_text()
     capsys.readouterr()
-    again = run_sweep(spec, out, progress=True)
-    assert again.counts == result.counts
-    assert "4 done, 2 failed (kept), 0 to run" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path / "grid.toml"), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "4 done, 2 failed (kept), 0 to run" in captured.err
+    assert "4 done, 2 failed; table:" in captured.out
+    assert "failed: too_big-batch_size=4096-seed=1: VaelabError: the dataset has" in captured.out
     assert (out / "sweep.csv").read_text() == before
 
 
