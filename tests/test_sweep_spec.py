@@ -216,6 +216,14 @@ def test_an_interrupted_trial_resumes_bit_exactly_and_a_failed_one_is_recorded(t
     assert rows[1]["error"].startswith("VaelabError") and rows[1]["loss"] == ""
 
 
+def test_which_trials_a_rerun_starts():
+    from vaelab.sweep.runner import trials_to_run
+
+    statuses = {"a": "done", "b": "failed", "c": "running", "d": "pending"}
+    assert trials_to_run(statuses) == ["c", "d"]
+    assert trials_to_run(statuses, retry_failed=True) == ["b", "c", "d"]
+
+
 def test_a_trial_never_overwrites_a_run_it_did_not_start(tmp_path):
     spec = parse_sweep({"set": TOY, "axes": {"objective.beta": [1.0, 2.0]}})
     trial = plan_trials(spec, tmp_path)[0]

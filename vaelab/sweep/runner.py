@@ -27,7 +27,7 @@ from vaelab.sweep.table import write_sweep_csv
 from vaelab.sweep.trial import run_trial, trial_record
 
 __all__ = ["INSTALL_HINT", "SweepResult", "failed_trials", "import_ray", "plan_trials",
-           "run_sweep"]
+           "run_sweep", "trials_to_run"]
 
 INSTALL_HINT = ("vaelab sweep runs its trials on Ray Tune, which is not installed: "
                 "pip install 'vaelab[sweep]' (or: pip install 'ray[tune]>=2.9,<3')")
@@ -64,6 +64,12 @@ def plan_trials(spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
 
 def _status(out: Path, name: str) -> str:
     return trial_record(out, name).get("status", "pending")
+
+
+def trials_to_run(statuses: dict[str, str], retry_failed: bool = False) -> list[str]:
+    """The trials a (re-)run starts: all but the done ones, and the failed ones unless retried."""
+    skip = {"done"} | (set() if retry_failed else {"failed"})
+    return [name for name, status in statuses.items() if status not in skip]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,8 +201,7 @@ def run_sweep(
         "varying": spec.varying, "search": spec.search,
         "trials": [{"name": t["name"], "values": t["values"]} for t in plan]})
     statuses = {n: _status(out, n) for n in names}
-    skip = {"done"} | (set() if retry_failed else {"failed"})
-    todo = [n for n in names if statuses[n] not in skip]
+    todo = trials_to_run(statuses, retry_failed)
     csv_path = out / "sweep.csv"
     write_sweep_csv(csv_path, plan, spec.varying)
     finished = len(names) - len(todo)
