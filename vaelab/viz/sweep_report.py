@@ -120,7 +120,9 @@ def _score_columns(sweep_dir: Path, columns: list[str], rows: list[dict[str, str
             except json.JSONDecodeError:
                 continue
     candidates = [c for c in columns if c not in _NOT_SCORES and c not in varying]
-    scores = [c for c in candidates if c in metric_keys and "." not in c]
+    # a metric's parts ("mig.shape") only when it has no overall score ("dci_fast.disentanglement")
+    scores = [c for c in candidates if c in metric_keys
+              and ("." not in c or c.split(".")[0] not in columns)]
     return [*scores, *(["loss"] if "loss" in columns else [])]
 
 
