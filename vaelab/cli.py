@@ -18,6 +18,7 @@ COMMANDS = [
     "vaelab.commands.show",
     "vaelab.commands.encode",
     "vaelab.commands.experiment",
+    "vaelab.commands.sweep",
     "vaelab.commands.import_disvae",
 ]
 

@@ -1,4 +1,4 @@
-"""`vaelab list presets|models|objectives|datasets|metrics|plots`.
+"""`vaelab list presets|sweeps|models|objectives|datasets|metrics|plots`.
 
 Models are listed with their latents and the objectives that accept their output, objectives
 with the models they can train, so an incompatible pair is visible before it is refused.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-KINDS = ["presets", "models", "objectives", "datasets", "metrics", "plots"]
+KINDS = ["presets", "sweeps", "models", "objectives", "datasets", "metrics", "plots"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,13 @@ def _preset_line(name: str) -> str:
             f"{describe_preset(name)}")
 
 
+def _sweep_line(name: str) -> str:
+    from vaelab.sweep import load_sweep
+
+    spec = load_sweep(name)
+    return f"{len(spec.trials)} trials; {' '.join(spec.description.split())}"
+
+
 def _model_line(name: str) -> str:
     from vaelab.factory import compatible_objectives
     from vaelab.registry import MODELS
@@ -57,6 +64,11 @@ def _objective_line(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import vaelab
 
+    if args.kind == "sweeps":
+        from vaelab.sweep import sweep_names
+
+        _rows(sweep_names(), _sweep_line)
+        return 0
     names = vaelab.list_names(args.kind)
     if args.kind == "presets":
         _rows(names, _preset_line)
