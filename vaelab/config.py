@@ -156,6 +156,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # Fabric strategy: "auto" | "ddp" | ...
     precision: str = "32-true"  # Fabric precision: "32-true" | "bf16-mixed" | "16-mixed" | ...
+    #                             | "auto" (bf16-mixed where the CPU/GPU has native bf16)
     log_every: int = 50  # steps per row of train_log.csv (the mean over those steps)
     checkpoint_every: int = 1000  # steps between periodic checkpoints (0: only last.ckpt)
     keep_checkpoints: int = 0  # periodic checkpoints kept (0: keep all)
