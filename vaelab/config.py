@@ -142,6 +142,9 @@ def to_dict(obj: Any) -> Any:
 # Run config
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """How to train: steps, optimiser, devices and precision, logging and checkpoints."""
@@ -167,6 +170,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     channels_last: bool = True  # NHWC memory layout for conv models (faster on CPU and GPU)
     compile: bool = False  # torch.compile the model
+    compile_mode: str = "default"  # torch.compile mode: "default" | "reduce-overhead" (CUDA
+    #                                graphs on a GPU) | "max-autotune" | "max-autotune-no-cudagraphs"
     valid_every: int = 0  # steps between validation passes, terms logged as valid/* (0: none)
     valid_holdout: float = 0.0  # share of the training items held out for validation; 0: use
     #                             the dataset's own "valid" split
@@ -191,6 +196,9 @@ class TrainConfig:
                      "valid_every", "valid_batches", "early_stopping"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got "
+                             f"{self.compile_mode!r}")
         if not 0.0 <= self.valid_holdout < 1.0:
             raise ValueError(f"valid_holdout must be in [0, 1), got {self.valid_holdout}")
         if self.early_stopping_delta < 0:

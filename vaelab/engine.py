@@ -402,8 +402,9 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas)
     fmodel, optimizer = fabric.setup(model, optimizer)
-    if train.compile:
-        fmodel = torch.compile(fmodel)
+    if train.compile:  # "reduce-overhead" replays the model's kernels as CUDA graphs
+        fmodel = torch.compile(fmodel, mode=None if train.compile_mode == "default"
+                               else train.compile_mode)
     objective = objective.to(fabric.device)
     updater = Updater(fmodel, optimizer, objective, fabric, name=config.objective.name)
 
