@@ -142,6 +142,9 @@ def to_dict(obj: Any) -> Any:
 # Run config
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """How to train: steps, optimiser, devices and precision, logging and checkpoints."""
@@ -156,6 +159,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # Fabric strategy: "auto" | "ddp" | ...
     precision: str = "32-true"  # Fabric precision: "32-true" | "bf16-mixed" | "16-mixed" | ...
+    #                             | "auto" (bf16-mixed where the CPU/GPU has native bf16)
     log_every: int = 50  # steps per row of train_log.csv (the mean over those steps)
     checkpoint_every: int = 1000  # steps between periodic checkpoints (0: only last.ckpt)
     keep_checkpoints: int = 0  # periodic checkpoints kept (0: keep all)
@@ -168,6 +172,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     channels_last: bool = True  # NHWC memory layout for conv models (faster on CPU and GPU)
     compile: bool = False  # torch.compile the model
+    compile_mode: str = "default"  # torch.compile mode: "default" | "reduce-overhead" (CUDA
+    #                                graphs on a GPU) | "max-autotune" | "max-autotune-no-cudagraphs"
     valid_every: int = 0  # steps between validation passes, terms logged as valid/* (0: none)
     valid_holdout: float = 0.0  # share of the training items held out for validation; 0: use
     #                             the dataset's own "valid" split
@@ -196,6 +202,9 @@ class TrainConfig:
         if self.metrics_every and not self.metrics:
             raise ValueError("metrics_every needs metrics to score: set train.metrics "
                              "(e.g. train.metrics=mig,sap) or train.metrics_every=0")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got "
+                             f"{self.compile_mode!r}")
         if not 0.0 <= self.valid_holdout < 1.0:
             raise ValueError(f"valid_holdout must be in [0, 1), got {self.valid_holdout}")
         if self.early_stopping_delta < 0:

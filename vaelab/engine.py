@@ -180,9 +180,22 @@ def _make_fabric(config: RunConfig) -> Any:
     devices: Any = train.devices if train.devices != -1 else "auto"
     try:
         return Fabric(accelerator=train.accelerator, devices=devices, num_nodes=train.num_nodes,
-                      strategy=train.strategy, precision=train.precision)
+                      strategy=train.strategy, precision=run_precision(train))
     except (ValueError, RuntimeError, TypeError) as error:
         raise VaelabError(f"cannot set up the device with the train.* settings: {error}") from error
+
+
+def run_precision(train: Any) -> str:
+    """`train.precision`, with "auto" resolved for the device the run will use
+    (`vaelab.precision.resolve_precision`: bf16-mixed only where the hardware has bf16)."""
+    from vaelab.precision import resolve_precision
+
+    if train.precision != "auto":
+        return train.precision
+    accelerator = train.accelerator
+    cuda = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
+    return resolve_precision("auto", "cuda" if cuda else accelerator if accelerator == "mps"
+                             else "cpu")
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
@@ -233,6 +246,8 @@ def evaluate_terms(objective: nn.Module, model: nn.Module, dataset: Any,
     random stream nor depends on it (objectives that draw, like FactorVAE's permutation, draw
     the same numbers every pass). Schedules are at their final values (eval mode).
     """
+    from vaelab.precision import autocast_model
+
     device = dataset.device
     was_training = (model.training, objective.training)
     model.eval()
@@ -240,13 +255,14 @@ def evaluate_terms(objective: nn.Module, model: nn.Module, dataset: Any,
     keys: list[str] = []
     total: torch.Tensor | None = None  # the weighted sums, on the device: one host sync at the end
     count = 0
-    autocast = fabric.autocast() if fabric is not None else torch.autocast("cpu", enabled=False)
+    # Mixed precision as in training: autocast around the model's forward only, fp32 terms.
+    forward = autocast_model(model, fabric) if fabric is not None else model
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
-                torch.no_grad(), autocast:
+                torch.no_grad():
             torch.manual_seed(seed)
             for index in batches:
-                terms = objective.compute(model, dataset.batch_of(index), step)
+                terms = objective.compute(forward, dataset.batch_of(index), step)
                 keys = keys or list(terms)
                 values = torch.stack([terms[k].float() for k in keys]) * len(index)
                 total = values if total is None else total + values
@@ -360,7 +376,7 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
     if train.threads:
         torch.set_num_threads(train.threads)
     fabric = _make_fabric(config)
-    if fabric.device.type == "cpu" and train.precision.startswith("16"):
+    if fabric.device.type == "cpu" and run_precision(train).startswith("16"):
         raise VaelabError(
             f"train.precision={train.precision!r} needs a GPU: float16 autocast on the CPU is "
             "not what trains here; use 'bf16-mixed' (fast on CPUs with AVX-512 BF16) or '32-true'"
@@ -387,8 +403,9 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas)
     fmodel, optimizer = fabric.setup(model, optimizer)
-    if train.compile:
-        fmodel = torch.compile(fmodel)
+    if train.compile:  # "reduce-overhead" replays the model's kernels as CUDA graphs
+        fmodel = torch.compile(fmodel, mode=None if train.compile_mode == "default"
+                               else train.compile_mode)
     objective = objective.to(fabric.device)
     updater = Updater(fmodel, optimizer, objective, fabric, name=config.objective.name)
 
@@ -659,7 +676,7 @@ def _finish(t: _Training, progress: dict[str, Any]) -> Run:
         "images_per_s": round(progress["images"] / loop_time, 1) if loop_time > 0 else None,
         "device": str(fabric.device),
         "world_size": fabric.world_size,
-        "precision": train.precision,
+        "precision": run_precision(train),  # "auto" resolved
         "dataset": t.config.data.name,
         "dataset_size": t.n_train,
         "resumed": t.resume,

@@ -15,7 +15,8 @@ Without a Fabric (`fabric=None`: tests, notebooks) it uses plain `loss.backward(
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,6 +30,31 @@ __all__ = ["Updater"]
 def _grad_scaler(fabric: Any) -> Any:
     precision = getattr(getattr(fabric, "strategy", None), "precision", None)
     return getattr(precision, "scaler", None)
+
+
+@contextlib.contextmanager
+def _outside_fabric_backward(fabric: Any) -> Iterator[None]:
+    """Lets `torch.autograd.grad` run on a Fabric model's outputs.
+
+    Fabric hooks every output of a mixed-precision model and refuses a backward pass that does
+    not go through `fabric.backward`, because a GradScaler must scale it. `gradients` refuses the
+    GradScaler (16-mixed) itself, and for bf16-mixed Fabric's backward is a plain
+    `loss.backward()`, so taking the gradients directly is what Fabric would do; the flag Fabric
+    sets inside its own backward is set for the call.
+    """
+    try:
+        from lightning.fabric import wrappers
+    except ImportError:  # pragma: no cover - lightning is a dependency
+        wrappers = None
+    if fabric is None or wrappers is None or not hasattr(wrappers, "_in_fabric_backward"):
+        yield
+        return
+    previous = wrappers._in_fabric_backward
+    wrappers._in_fabric_backward = True
+    try:
+        yield
+    finally:
+        wrappers._in_fabric_backward = previous
 
 
 class Updater:
@@ -106,8 +132,9 @@ class Updater:
                 f"objective {self.name!r} takes its gradients with torch.autograd.grad, which a "
                 "16-bit GradScaler cannot scale; use precision '32-true' or 'bf16-mixed'"
             )
-        return torch.autograd.grad(loss, self.model_params, retain_graph=retain_graph,
-                                   allow_unused=True)
+        with _outside_fabric_backward(self.fabric):
+            return torch.autograd.grad(loss, self.model_params, retain_graph=retain_graph,
+                                       allow_unused=True)
 
     def step_with(self, grads: Sequence[Tensor | None]) -> None:
         """One model-optimiser step with `grads` (zeros where a parameter got none).

@@ -356,3 +356,19 @@ def test_every_real_image_has_a_twin_in_the_grid(full_grid):
     # Every calibration square (about 40 of the 100) is reproduced exactly.
     squares = grid_factors()[indices, 0] == 0
     assert squares.sum() >= 30 and (scores[squares] == 1).all()
+
+
+def test_device_unpacking_is_bit_identical_to_the_host_path():
+    """The GPU path keeps dSprites bit-packed (uint8, 512 bytes per image) on the device and
+    unpacks there (`unpack_on_device`); it must give exactly `np.unpackbits`'s images, for every
+    byte value and on real rows, and copy its shift table to a device only once."""
+    every_byte = np.repeat(np.arange(256, dtype=np.uint8), 2).reshape(1, 512)
+    rows = np.concatenate([every_byte, pack_images(render_dsprites(random_rows(7, seed=9)))])
+    got = dsprites_module.unpack_on_device(torch.from_numpy(rows))
+    assert got.dtype == torch.uint8 and got.shape == (8, 1, 64, 64)
+    np.testing.assert_array_equal(got[:, 0].numpy(), unpack_images(rows))
+    data = DSprites(torch.from_numpy(rows), random_rows(8, seed=9))
+    assert data.data.dtype == torch.uint8 and data.data.shape == (8, 512)  # resident packed
+    np.testing.assert_array_equal(data.batch([3, 0])[:, 0].numpy(), unpack_images(rows[[3, 0]]))
+    cpu = torch.device("cpu")
+    assert dsprites_module._shifts(cpu) is dsprites_module._shifts(cpu)

@@ -96,8 +96,86 @@ def _encoder_grads(loss, model):
 @pytest.mark.parametrize("leak", [False, True])
 def test_discriminator_loss_reaches_the_encoder_only_with_the_leak(leak):
     model, objective, x = _setup(leak=leak)
+    updater = Updater(model, torch.optim.SGD(model.parameters(), lr=0.0), objective,
+                      own_optimizer=torch.optim.SGD(objective.parameters(), lr=0.0))
+    torch.manual_seed(1)
+    objective.update(updater, model, Batch(x), torch.tensor(1))
+    got = [p.grad for p in model.encoder.parameters()]
+    torch.manual_seed(1)
     terms = objective.compute(model, Batch(x), torch.tensor(1))
-    assert bool(_encoder_grads(terms["disc_loss"], model)) is leak
+    # the disc loss shares the pass on z_1 with the TC term: only the routing keeps it out
+    assert _encoder_grads(terms["disc_loss"], model)
+    params = list(model.encoder.parameters())
+    without = torch.autograd.grad(terms["loss"], params, retain_graph=True)
+    with_leak = torch.autograd.grad(terms["loss"] + terms["disc_loss"], params)
+    expected, other = (with_leak, without) if leak else (without, with_leak)
+    for g, e, o in zip(got, expected, other):
+        torch.testing.assert_close(g, e)
+    assert any(not torch.allclose(g, o) for g, o in zip(got, other))
+
+
+def _reference_update(objective, model, x, step, updater):
+    """The implementation before issue 14: the whole batch decoded, the discriminator called
+    three times (z_1 for the TC term, z_1 detached and permute(z_2) for its own loss)."""
+    import torch.nn.functional as F
+
+    from vaelab.objectives.elbo import elbo_terms
+
+    x = x[: x.shape[0] // 2 * 2]
+    out = model(x)
+    half = x.shape[0] // 2
+    first = VAEOutput(mu=out.mu[:half], logvar=out.logvar[:half], z=out.z[:half],
+                      logits=out.logits[:half])
+    terms = elbo_terms(first, x[:half], objective.config.likelihood)
+    z_perm = permute_dims(out.z[half:2 * half].detach())
+    logits_joint = objective.discriminator(first.z)
+    tc = (logits_joint[:, 0] - logits_joint[:, 1]).mean()
+    loss = terms["recon"] + terms["kl"] + objective.config.gamma * tc
+    if not objective.config.leak_disc_grad:
+        logits_joint = objective.discriminator(first.z.detach())
+    logits_perm = objective.discriminator(z_perm)
+    label = torch.zeros(half, dtype=torch.long)
+    disc_loss = 0.5 * (F.cross_entropy(logits_joint, label)
+                       + F.cross_entropy(logits_perm, label + 1))
+    model_loss = loss + disc_loss if objective.config.leak_disc_grad else loss
+    updater.minimize(model_loss, own_loss=disc_loss)
+    return {"loss": loss.detach(), "recon": terms["recon"].detach(), "tc": tc.detach(),
+            "disc_loss": disc_loss.detach()}
+
+
+@pytest.mark.parametrize("leak", [False, True])
+def test_decodes_one_half_and_calls_the_discriminator_twice_with_the_old_math(leak):
+    """Issue 14: half the decoder work and one discriminator pass less per step, same numbers
+    (terms and both networks' gradients) as the three-pass, full-decode implementation."""
+    model, objective, x = _setup(leak=leak, b=16)
+    calls, decoded = [], []
+    objective.discriminator.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    model.decoder.register_forward_hook(lambda m, i, o: decoded.append(i[0].shape[0]))
+    results = []
+    for implementation in ("new", "reference"):
+        m = VAE(BurgessConfig(latent_dim=4, channels=1, image_size=32))
+        m.load_state_dict(model.state_dict())
+        m.decoder._forward_hooks = model.decoder._forward_hooks
+        updater = Updater(m, torch.optim.SGD(m.parameters(), lr=0.0), objective,
+                          own_optimizer=torch.optim.SGD(objective.parameters(), lr=0.0))
+        calls.clear()
+        decoded.clear()
+        torch.manual_seed(3)
+        if implementation == "new":
+            terms = objective.update(updater, m, Batch(x), torch.tensor(1))
+        else:
+            terms = _reference_update(objective, m, x, torch.tensor(1), updater)
+        results.append((terms, [p.grad.clone() for p in m.parameters()],
+                        [p.grad.clone() for p in objective.parameters()],
+                        list(calls), list(decoded)))
+    (new, new_model, new_disc, new_calls, new_decoded), (ref, ref_model, ref_disc, ref_calls,
+                                                         ref_decoded) = results
+    assert new_calls == [8, 8] and ref_calls == ([8, 8] if leak else [8, 8, 8])
+    assert new_decoded == [8] and ref_decoded == [16]
+    for key in ref:
+        torch.testing.assert_close(new[key], ref[key], rtol=1e-5, atol=1e-6)
+    for got, want in zip(new_model + new_disc, ref_model + ref_disc):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("leak", [False, True])

@@ -78,6 +78,7 @@ __all__ = [
     "pack_images",
     "render_dsprites",
     "unpack_images",
+    "unpack_on_device",
 ]
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -491,6 +492,22 @@ def _read_npz_factors(npz: Path) -> np.ndarray:
 
 
 _SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # np.packbits order: first pixel = bit 7
+_SHIFTS_ON: dict[torch.device, Tensor] = {}
+
+
+def _shifts(device: torch.device) -> Tensor:
+    """The bit shifts on `device`, copied there once (not once per batch: no per-step copy)."""
+    shifts = _SHIFTS_ON.get(device)
+    if shifts is None:
+        shifts = _SHIFTS_ON[device] = _SHIFTS.to(device)
+    return shifts
+
+
+def unpack_on_device(packed: Tensor) -> Tensor:
+    """Bit-packed rows (B, 512) uint8 -> images (B, 1, 64, 64) uint8 in {0, 1}, on `packed`'s
+    device with bit operations (`np.unpackbits` order); the host path is `unpack_images`."""
+    bits = (packed.unsqueeze(-1) >> _shifts(packed.device)) & 1  # (B, 512, 8)
+    return bits.view(len(packed), 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 @DATASETS.register("dsprites")
@@ -589,9 +606,7 @@ class DSprites(FactorDataset):
 
     def _unpack(self, index: Tensor | np.ndarray | Sequence[int]) -> Tensor:
         index = torch.as_tensor(index, dtype=torch.long, device=self.device)
-        packed = self.data.index_select(0, index)  # (B, 512)
-        bits = (packed.unsqueeze(-1) >> _SHIFTS.to(self.device)) & 1  # (B, 512, 8)
-        return bits.view(len(index), 1, IMAGE_SIZE, IMAGE_SIZE)
+        return unpack_on_device(self.data.index_select(0, index))  # from (B, 512) packed
 
     def batch(self, index: Tensor | np.ndarray | Sequence[int]) -> Tensor:
         """Float images in {0, 1}, shape (B, 1, 64, 64), on the storage device."""

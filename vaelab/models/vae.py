@@ -194,13 +194,22 @@ class GaussianVAE(Model):
         """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
-    def forward(self, x: Tensor, sample: bool | None = None) -> VAEOutput:
-        """Encodes, draws z (sampling when `sample`, default: in train mode), decodes."""
+    #: `forward(x, decode_first=n)` decodes only the first n codes (FactorVAE uses half).
+    partial_decode = True
+
+    def forward(self, x: Tensor, sample: bool | None = None,
+                decode_first: int | None = None) -> VAEOutput:
+        """Encodes, draws z (sampling when `sample`, default: in train mode), decodes.
+
+        `decode_first=n` decodes only z[:n] (`logits` is then (n, C, H, W)); the codes of every
+        image are still drawn, so the random stream is that of a full pass.
+        """
         mu, logvar = self.encoder(x)
         if sample is None:
             sample = self.training
         z = self.reparameterize(mu, logvar) if sample else mu
-        return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decoder(z))
+        decoded = z if decode_first is None else z[:decode_first]
+        return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decoder(decoded))
 
 
 @MODELS.register("burgess")

@@ -12,9 +12,15 @@ logit 1 "permuted" (as the seed), so d_b0 - d_b1 estimates log q(z) / prod_j q(z
 example is dropped. The seed doubles the batch size for this loss (spec §3.4); presets do that.
 
 The discriminator is a submodule, so it is in the objective's `state_dict` and in checkpoints
-(the seed does not save it, spec §13.5). Its loss is computed on detached codes, so it updates
-only the discriminator. The seed, since its "PyTorch >= 1.5" commit, lets that loss flow into
-the encoder too (spec §3.4, §13.4); `leak_disc_grad=True` reproduces that.
+(the seed does not save it, spec §13.5). It updates only the discriminator: `update` back-
+propagates it into the discriminator's parameters alone (`Updater.minimize(own_loss=...)`), as
+if the codes were detached. The seed, since its "PyTorch >= 1.5" commit, lets that loss flow
+into the encoder too (spec §3.4, §13.4); `leak_disc_grad=True` reproduces that.
+
+Cost: only the first half is decoded (the second half's reconstructions are never used), and the
+discriminator runs twice per step, on z_1 (its logits serve both the TC term and the
+discriminator loss) and on permute_dims(z_2). The seed decodes the whole batch and scores z_1 a
+second time on detached codes; the terms and gradients are the same.
 """
 
 from __future__ import annotations
@@ -157,13 +163,13 @@ class FactorVAE(Objective):
         z_joint = first.z  # (h, D), samples of q(z)
         z_perm = permute_dims(out.z[half:2 * half].detach())  # (h, D), samples of prod_j q(z_j)
 
+        # One pass on z_1 serves both losses: "loss" reaches only the model's parameters and
+        # "disc_loss" only the discriminator's (`update`), so no detached second pass is needed.
         logits_joint = self.discriminator(z_joint)  # (h, 2)
         tc = (logits_joint[:, 0] - logits_joint[:, 1]).mean()
         weight = linear_warmup(step, self.config.warmup_steps if self.training else 0)
         loss = terms["recon"] + terms["kl"] + weight * self.config.gamma * tc
 
-        if not self.config.leak_disc_grad:
-            logits_joint = self.discriminator(z_joint.detach())
         logits_perm = self.discriminator(z_perm)
         joint_label = torch.zeros(half, dtype=torch.long, device=z_joint.device)
         disc_loss = 0.5 * (F.cross_entropy(logits_joint, joint_label)
@@ -174,13 +180,17 @@ class FactorVAE(Objective):
                 "disc_acc": disc_acc.detach()}
 
     def compute(self, model: nn.Module, batch: Any, step: Tensor) -> dict[str, Tensor]:
-        """One forward pass on the whole (even part of the) batch; both halves share it."""
+        """One encoder pass on the whole (even part of the) batch; only the first half is decoded
+        (models with `partial_decode`; others decode all and the second half is dropped)."""
         x = batch.x
         if x.shape[0] < 2:
             raise ValueError(
                 f"factor_vae splits the batch in two halves and needs >= 2 images, got {x.shape[0]}"
             )
-        x = x[: x.shape[0] // 2 * 2]
+        half = x.shape[0] // 2
+        x = x[: half * 2]
+        if getattr(model, "partial_decode", False):
+            return self(model(x, decode_first=half), x, step)
         return self(model(x), x, step)
 
     def update(self, updater: Any, model: nn.Module, batch: Any, step: Tensor) -> dict[str, Tensor]:
@@ -188,7 +198,8 @@ class FactorVAE(Objective):
 
         Each loss is back-propagated only into its own parameters (`Updater.minimize` with
         `own_loss`), so the TC term does not train the discriminator and, unless
-        `leak_disc_grad`, the discriminator loss does not train the model. With the leak the
+        `leak_disc_grad`, the discriminator loss does not train the model (it shares the
+        discriminator's pass on z_1 with the TC term, so this separation is what keeps it out). With the leak the
         model's gradient is that of loss + disc_loss, as in the seed.
         """
         terms = self.compute(model, batch, step)
