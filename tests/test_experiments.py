@@ -126,9 +126,9 @@ def test_series_batches_follow_the_stream_and_cycle_each_class():
 def mnist_ugvae(tmp_path_factory):
     import shutil
 
-    from conftest import SHARED_DATA
+    from pathlib import Path
 
-    source = SHARED_DATA / "mnist-test"
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
     if not source.is_dir():
         pytest.skip("../shared/data/mnist-test is not present beside the checkout")
     home = tmp_path_factory.mktemp("mnist_home")
