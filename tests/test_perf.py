@@ -36,3 +36,35 @@ def test_the_python_api_tunes_the_allocator(tmp_path, tiny, monkeypatch):
     evaluate_run(tmp_path / "tiny", metrics="mig", progress=False, options={"mig": {"num_train": 100}})
     vaelab.make_plots(tmp_path / "tiny", ["samples"])
     assert len(calls) == 2
+
+
+_FAULTS = """
+import resource, sys, torch
+from vaelab.perf import tune_allocator
+if sys.argv[1] == "tuned":
+    assert tune_allocator()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+n = 128 * 2**20 // 4  # a 128 MiB block: above glibc's dynamic mmap ceiling of 32 MiB
+for _ in range(3):  # the heap grows to its size once
+    x = torch.ones(n); del x
+start = faults()
+for _ in range(5):
+    x = torch.ones(n); del x
+print(faults() - start)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not ctypes.util.find_library("c"),
+                    reason="mallopt exists on glibc Linux only")
+def test_blocks_above_32_mib_are_reused_without_page_faults():
+    import subprocess
+
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True,
+                             text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    pages = 5 * 128 * 2**20 // 4096
+    assert faults("stock") > pages // 2  # glibc's defaults mmap (and fault) every block afresh
+    assert faults("tuned") < pages // 50
