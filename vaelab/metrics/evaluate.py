@@ -182,6 +182,7 @@ def evaluate_run(
     progress: bool = True,
     options: dict[str, dict[str, Any]] | None = None,
     batch_size: int = 1024,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """Scores a run's model on its dataset and merges them into `RUN/metrics.json`.
 
@@ -196,6 +197,9 @@ def evaluate_run(
         progress: print one line per metric on stderr.
         options: per-metric keyword overrides of the protocol sizes.
         batch_size: images per encoder call.
+        precision: encoding precision, "fp32" (default) or "bf16" (autocast; faster on CPUs
+            with AVX-512 BF16, codes to bf16 precision: see `model_encoder`). Recorded in the
+            protocol section as `encoder_precision`.
 
     Returns:
         The new scores {name: float} (also merged into metrics.json).
@@ -233,7 +237,8 @@ def evaluate_run(
     requested = [m for m in requested if m != "clusters"]
     names = (resolve_metric_names(requested, has_factors=isinstance(dataset, FactorDataset))
              if requested else [])
-    truth = as_ground_truth(model_encoder(run.model), dataset, batch_size=batch_size)
+    truth = as_ground_truth(model_encoder(run.model, precision=precision), dataset,
+                            batch_size=batch_size)
     if progress:
         print(f"evaluating {run.dir} on {getattr(dataset, 'name', '')} "
               f"({len(dataset)} items, device {run.device}): {', '.join(names)}", file=sys.stderr)
@@ -247,6 +252,7 @@ def evaluate_run(
         section["seed"] = seed
         section["dataset"] = getattr(dataset, "name", "")
         section["device"] = str(run.device)
+        section["encoder_precision"] = precision
         section["checkpoint_step"] = run.step
         atomic_write_json(path, content)
 
