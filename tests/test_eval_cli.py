@@ -218,3 +218,27 @@ def test_cli_eval_options_and_precision(run_dir, capsys):
     assert "metric 'mig' has no option 'bins'" in capsys.readouterr().err
     assert main(["eval", str(run_dir), "--option", "mig=5"]) == 2
     assert "expects METRIC.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_kl_decomposition_is_scored_on_the_held_out_split(run_dir):
+    from vaelab.metrics.ground_truth import model_encoder
+    from vaelab.runs import load_run
+
+    evaluate_run(run_dir, metrics="mig,kl_decomposition", progress=False, options=SMALL)
+    entry = json.loads((run_dir / "metrics.json").read_text())["protocol"]["metrics"]
+    assert entry["kl_decomposition"]["scored_on"] == (
+        "the train split (toy_squares has no held-out split)")
+    assert entry["kl_decomposition"]["batch_size"] == 4096
+    assert "scored_on" not in entry["mig"]
+
+    run = load_run(run_dir, device="cpu")
+    train = run.dataset()
+    images = (train.batch(np.arange(150)).flip(-1) * 255).round().to(torch.uint8)
+    test = vaelab.ImageDataset(images, name="mirrored")  # other items
+    run.dataset = lambda split=None, **_: test if split == "test" else train
+    scores = evaluate_run(run, metrics="kl_decomposition", progress=False)
+    entry = json.loads((run_dir / "metrics.json").read_text())["protocol"]["metrics"]
+    assert entry["kl_decomposition"]["scored_on"] == "the test split (held out)"
+    expected = METRICS.get("kl_decomposition")(
+        as_ground_truth(model_encoder(run.model), test), None, np.random.default_rng(0))
+    assert scores == expected and scores["kl_decomposition.batch_size"] == 150
