@@ -1,13 +1,17 @@
-"""Times every registered metric on 10,000 points (codes precomputed: no encoding) and MIG over
-the full 737,280-image dSprites grid (encoding included), next to a direct transcription of the
-textbook per-factor loop (disentanglement_lib's `mig.py` + `utils.py`) as a speed ratio.
+"""Times every registered metric on 10,000 points (codes precomputed: no encoding), next to a
+direct transcription of the textbook per-factor MIG loop (disentanglement_lib's `mig.py` +
+`utils.py`) as a speed ratio, and MIG over the full 737,280-image dSprites grid (every image
+encoded once, encoding included) through `evaluate_run` and `vaelab eval`, fp32 and bf16.
 
-    python benchmarks/metrics_speed.py [--skip dci,mig_chen] [--no-grid] [--device cpu]
+    python benchmarks/metrics_speed.py [--skip dci,mig_chen] [--no-points] [--no-grid]
+        [--grid-modes api-fp32-capped,api-fp32,cli-fp32,api-bf16,cli-bf16] [--bf16-tolerance N]
+        [--encode-rates N] [--device cpu]
 
 The 10,000-point timings use a synthetic representation of the dSprites factor grid (each factor
 in its own latent plus noise, 5 noise latents), so they need no data. The full-grid part needs
-`vaelab.load_dataset("dsprites")` and the pretrained disentangling-vae weights, or a random
-Burgess encoder when those are absent (the speed is the same).
+`vaelab.load_dataset("dsprites")` and the pretrained disentangling-vae β-TCVAE weights
+(`../shared/data/disvae-pretrained/btcvae_dsprites`, imported as a run); each mode runs in a
+fresh process, and the load average before and after is printed next to it.
 """
 
 from __future__ import annotations
@@ -82,40 +86,185 @@ def time_metrics(skip: set[str]) -> None:
               f"ratio {slow / fast:.1f}x, |difference| {abs(ours - reference):.2e}")
 
 
-def time_full_grid(device: str) -> None:
+_GRID_API = """
+import json, sys, time
+mode, run_dir, precision, device = sys.argv[1:5]
+if mode == "capped":  # the allocator tuning before it kept blocks above 32 MiB (glibc's cap)
+    from vaelab.perf import tune_allocator
+    tune_allocator(mmap_threshold=32 * 1024 * 1024)
+from vaelab.metrics.evaluate import evaluate_run
+start = time.perf_counter()
+scores = evaluate_run(run_dir, metrics="mig", options={"mig": {"num_train": "all"}},
+                      precision=precision, device=device, progress=False)
+print(time.perf_counter() - start)
+"""
+
+GRID_MODES = ("api-fp32-capped", "api-fp32", "cli-fp32", "api-bf16", "cli-bf16")
+
+
+def _grid_run(root: Path) -> Path | None:
+    weights = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" /
+               "disvae-pretrained" / "btcvae_dsprites")
+    if not (weights / "model.pt").is_file():
+        return None
+    from vaelab.models.disvae_import import import_disvae
+
+    return Path(import_disvae(weights, out=root, name="btcvae"))
+
+
+def time_full_grid(device: str, modes: list[str]) -> None:
+    """Full-grid MIG (`mig` with num_train="all": every image once), each mode in a fresh process.
+
+    api-*: `evaluate_run` from Python; cli-*: `vaelab eval --option mig.num_train=all`;
+    *-capped: the allocator tuning capped at 32 MiB as before (large blocks fault).
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from vaelab.metrics.ground_truth import bf16_supported
+
     try:
-        dataset = vaelab.load_dataset("dsprites")
+        vaelab.load_dataset("dsprites")
     except (KeyError, vaelab.DataError, OSError) as error:  # not in this build or not downloaded
         print(f"full-grid MIG skipped: cannot load dsprites ({error})")
         return
-    model = vaelab.create_model("burgess", channels=1, image_size=64, latent_dim=10)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = _grid_run(Path(tmp))
+        if run_dir is None:
+            print("full-grid MIG skipped: no pretrained btcvae_dsprites weights in ../shared/data")
+            return
+        print(f"full-grid MIG of {run_dir.name} (737,280 images, each once; {device}; "
+              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+        print(f"{'mode':<16s} {'metric s':>9s} {'encode s':>9s} {'process s':>10s} "
+              f"{'images':>8s} {'mig':>8s}  load before/after")
+        for mode in modes:
+            path, precision, *rest = mode.split("-")
+            if precision == "bf16" and not bf16_supported(device):
+                print(f"{mode:<16s} skipped: no native bf16 on {device}")
+                continue
+            (run_dir / "metrics.json").unlink(missing_ok=True)
+            load = os.getloadavg()[0]
+            start = time.perf_counter()
+            if path == "api":
+                command = [sys.executable, "-c", _GRID_API, rest[0] if rest else "tuned",
+                           str(run_dir), precision, device]
+            else:
+                command = [sys.executable, "-m", "vaelab.cli", "eval", str(run_dir), "--metrics",
+                           "mig", "--option", "mig.num_train=all", "--precision", precision,
+                           "--device", device, "--quiet"]
+            subprocess.run(command, check=True, capture_output=True, text=True)
+            process = time.perf_counter() - start
+            content = json.loads((run_dir / "metrics.json").read_text())
+            entry = content["protocol"]["metrics"]["mig"]
+            print(f"{mode:<16s} {entry['seconds']:9.1f} {entry['encode_seconds']:9.1f} "
+                  f"{process:10.1f} {entry['images_encoded']:8d} {content['mig']:8.4f}  "
+                  f"{load:.1f}/{os.getloadavg()[0]:.1f}", flush=True)
+
+
+_ENCODE_RATE = """
+import os, resource, sys, time
+import numpy as np, torch
+mode, precision, n, weights = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+from vaelab.perf import tune_allocator
+if mode == "capped":
+    tune_allocator(mmap_threshold=32 * 1024 * 1024)
+elif mode == "tuned":
+    tune_allocator()
+import vaelab
+from vaelab.metrics.ground_truth import as_ground_truth, model_encoder
+dataset = vaelab.load_dataset("dsprites")
+model = vaelab.create_model("burgess", channels=1, image_size=64, latent_dim=10)
+model.load_state_dict(torch.load(weights, map_location="cpu"))
+truth = as_ground_truth(model_encoder(model.eval(), precision=precision), dataset, batch_size=1024)
+truth.codes(np.arange(1024))  # warm-up batch
+before, start, load = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), os.getloadavg()[0]
+truth.codes(np.arange(1024, 1024 + n))
+after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
+user, kernel = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+print(f"{mode:<7s} {precision}: {n / (user + kernel):6.0f} img/CPU-s (user {user:5.1f} s, "
+      f"kernel {kernel:4.1f} s), {(after.ru_minflt - before.ru_minflt) / n:6.1f} faults/img, "
+      f"wall {n / wall:5.0f} img/s, load {load:.1f}->{os.getloadavg()[0]:.1f}")
+"""
+
+
+def encode_rates(n: int) -> None:
+    """Encoding speed per CPU-second and page faults, glibc defaults vs the allocator tunings."""
+    import subprocess
+    import sys
+
+    from vaelab.metrics.ground_truth import bf16_supported
+
     weights = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" /
                "disvae-pretrained" / "btcvae_dsprites" / "model.pt")
-    if weights.is_file():
-        model.load_state_dict(torch.load(weights, map_location="cpu"), strict=True)
-    model = model.to(device).eval().to(memory_format=torch.channels_last)
-    start = time.perf_counter()
-    truth = as_ground_truth(model, dataset, batch_size=1024)
-    # Every image exactly once: encode the whole grid, then score those codes (the array path
-    # draws num_train = N rows without replacement). Drawing N factor rows with replacement, as
-    # `mig(truth, num_train=N)` does, would see only ~63% of the images (1 - 1/e).
-    codes = truth.codes(np.arange(len(dataset))).astype(np.float32)  # exact: float32 encodings
-    scores = METRICS.get("mig")(codes, dataset, np.random.default_rng(0), num_train=len(dataset))
-    total = time.perf_counter() - start
-    print(f"full-grid MIG ({len(dataset)} images, {device}, {torch.get_num_threads()} threads): "
-          f"{total:.1f} s, of which encoding {truth.encode_seconds:.1f} s; mig = {scores['mig']:.4f}")
+    if not weights.is_file():
+        print("encoding rates skipped: no pretrained btcvae_dsprites weights")
+        return
+    print(f"encoding {n} dSprites images, batch 1024, OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, one fresh process each:")
+    runs = [("stock", "fp32"), ("capped", "fp32"), ("tuned", "fp32")]
+    runs += [("tuned", "bf16")] if bf16_supported("cpu") else []
+    for mode, precision in runs:
+        out = subprocess.run([sys.executable, "-c", _ENCODE_RATE, mode, precision, str(n),
+                              str(weights)], capture_output=True, text=True, check=True)
+        print("  " + out.stdout.strip(), flush=True)
+
+
+def bf16_tolerance(n: int, device: str) -> None:
+    """MIG and codes of n random dSprites images encoded in fp32 and in bf16, per pretrained model."""
+    from vaelab.metrics.ground_truth import bf16_supported, model_encoder
+
+    if not bf16_supported(device):
+        print(f"bf16 tolerance skipped: no native bf16 on {device}")
+        return
+    root = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "disvae-pretrained"
+    dataset = vaelab.load_dataset("dsprites")
+    index = np.sort(np.random.default_rng(0).choice(len(dataset), n, replace=False))
+    for loss in ("btcvae", "VAE"):
+        if not (root / f"{loss}_dsprites" / "model.pt").is_file():
+            print(f"bf16 tolerance: no pretrained {loss}_dsprites weights, skipped")
+            continue
+        model = vaelab.create_model("burgess", channels=1, image_size=64, latent_dim=10)
+        model.load_state_dict(torch.load(root / f"{loss}_dsprites" / "model.pt",
+                                         map_location="cpu"))
+        model = model.to(device).eval()
+        codes = {}
+        for precision in ("fp32", "bf16"):
+            encode = model_encoder(model, precision=precision)
+            codes[precision] = np.concatenate([
+                encode(dataset.batch(index[i:i + 1024]))[0].cpu().numpy()
+                for i in range(0, n, 1024)])
+        mig = {p: METRICS.get("mig")(c, dataset.factors[index], num_train=n)["mig"]
+               for p, c in codes.items()}
+        error = np.abs(codes["bf16"] - codes["fp32"]) / codes["fp32"].std(axis=0)
+        print(f"bf16 vs fp32, {loss}, {n} images: mig {mig['fp32']:.4f} -> {mig['bf16']:.4f}, "
+              f"|code difference| / latent sd: max {error.max():.4f}, mean {error.mean():.5f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip", default="", help="comma-separated metrics not to time")
     parser.add_argument("--no-grid", action="store_true", help="skip the full-grid MIG")
+    parser.add_argument("--no-points", action="store_true", help="skip the 10,000-point timings")
+    parser.add_argument("--grid-modes", default=",".join(GRID_MODES),
+                        help="full-grid runs, comma-separated: api|cli - fp32|bf16 [-capped]")
+    parser.add_argument("--encode-rates", type=int, default=0, metavar="N",
+                        help="encode N images per allocator setting, report CPU rates (0: skip)")
+    parser.add_argument("--bf16-tolerance", type=int, default=0, metavar="N",
+                        help="compare fp32 and bf16 encodings on N random images (0: skip)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    print(f"cpu cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
-    time_metrics({s for s in args.skip.split(",") if s})
+    print(f"cpu cores {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    if not args.no_points:
+        time_metrics({s for s in args.skip.split(",") if s})
+    if args.encode_rates:
+        encode_rates(args.encode_rates)
+    if args.bf16_tolerance:
+        bf16_tolerance(args.bf16_tolerance, args.device)
     if not args.no_grid:
-        time_full_grid(args.device)
+        time_full_grid(args.device, [m for m in args.grid_modes.split(",") if m])
 
 
 if __name__ == "__main__":

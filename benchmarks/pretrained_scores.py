@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--metrics", default="default")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    from vaelab.perf import tune_allocator
+
+    tune_allocator()  # as the CLI and evaluate_run do: batch-1024 encoding without page faults
     dataset = vaelab.load_dataset("dsprites")
     names = resolve_metric_names(args.metrics)
     keys = [HEADLINE.get(n, n) for n in names]

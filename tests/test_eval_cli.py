@@ -166,3 +166,98 @@ def test_progress_names_each_metric_before_it_runs(capsys):
     with pytest.raises(Exception, match="factors"):
         evaluate(no_factors, ["mig"], progress=True)
     assert capsys.readouterr().err.rstrip().endswith("failed")
+
+
+def test_mig_on_every_item_once():
+    dataset = vaelab.load_dataset("toy_squares")
+    calls = []
+
+    def represent(x):
+        calls.append(len(x))
+        mass = x.sum((1, 2, 3))  # size, then the centroid: a code that knows the factors
+        grid = torch.arange(x.shape[-1], dtype=x.dtype)
+        rows = (x.sum((1, 3)) * grid).sum(1) / mass
+        cols = (x.sum((1, 2)) * grid).sum(1) / mass
+        return torch.stack([mass, rows, cols], dim=1)
+
+    truth = as_ground_truth(represent, dataset, batch_size=50)
+    scores = METRICS.get("mig")(truth, None, np.random.default_rng(0), num_train="all")
+    assert truth.encoded_images == sum(calls) == len(dataset)  # every item, each once
+    codes = truth.codes(np.arange(len(dataset)))
+    # the same as scoring the whole array of codes (drawn without replacement there)
+    assert scores["mig"] > 0.5
+    assert scores == METRICS.get("mig")(codes.astype(np.float32), dataset, num_train=len(dataset))
+    drawn = METRICS.get("mig")(as_ground_truth(represent, dataset), None,
+                               np.random.default_rng(0), num_train=len(dataset))
+    assert drawn["mig"] != scores["mig"]  # drawing len(dataset) rows repeats items
+    with pytest.raises(ValueError, match="whole number or 'all'"):
+        METRICS.get("mig")(truth, None, num_train="every")
+
+
+@pytest.mark.skipif(not __import__("vaelab.metrics.ground_truth", fromlist=["x"])
+                    .bf16_supported("cpu"), reason="this CPU has no native bf16")
+def test_bf16_encoding_tracks_fp32():
+    from vaelab.metrics.ground_truth import model_encoder
+
+    torch.manual_seed(0)
+    model = vaelab.create_model("burgess", latent_dim=4, channels=1, image_size=32).eval()
+    x = vaelab.load_dataset("toy_squares").batch(np.arange(64))
+    mu32, lv32 = model_encoder(model)(x)
+    mu16, lv16 = model_encoder(model, precision="bf16")(x)
+    assert mu16.dtype == torch.float32 and not torch.equal(mu16, mu32)  # it did run in bf16
+    scale = mu32.abs().max()
+    assert (mu16 - mu32).abs().max() <= 0.02 * scale  # bf16: 8 bits of mantissa
+    assert (lv16 - lv32).abs().max() <= 0.02 * lv32.abs().max()
+
+
+def test_bf16_where_the_device_has_none_is_refused(monkeypatch):
+    import vaelab.metrics.ground_truth as gt
+
+    monkeypatch.setattr(gt, "bf16_supported", lambda device: False)
+    model = vaelab.create_model("burgess", latent_dim=4, channels=1, image_size=32)
+    with pytest.raises(VaelabError, match="needs native bf16"):
+        gt.model_encoder(model, precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        gt.model_encoder(model, precision="fp16")
+
+
+def test_cli_eval_options_and_precision(run_dir, capsys):
+    args = ["eval", str(run_dir), "--metrics", "mig", "--quiet", "--option", "mig.num_train=all",
+            "--option", "mig.num_bins=5"]
+    if __import__("vaelab.metrics.ground_truth", fromlist=["x"]).bf16_supported("cpu"):
+        args += ["--precision", "bf16"]
+    assert main(args) == 0
+    protocol = json.loads((run_dir / "metrics.json").read_text())["protocol"]
+    assert protocol["metrics"]["mig"]["num_train"] == "all"
+    assert protocol["metrics"]["mig"]["num_bins"] == 5
+    assert protocol["metrics"]["mig"]["images_encoded"] == 192  # toy_squares, each item once
+    assert protocol["encoder_precision"] == ("bf16" if "bf16" in args else "fp32")
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--option", "mig.bins=5"]) == 2
+    assert "metric 'mig' has no option 'bins'" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--option", "mig=5"]) == 2
+    assert "expects METRIC.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_kl_decomposition_is_scored_on_the_held_out_split(run_dir):
+    from vaelab.metrics.ground_truth import model_encoder
+    from vaelab.runs import load_run
+
+    evaluate_run(run_dir, metrics="mig,kl_decomposition", progress=False, options=SMALL)
+    entry = json.loads((run_dir / "metrics.json").read_text())["protocol"]["metrics"]
+    assert entry["kl_decomposition"]["scored_on"] == (
+        "the train split (toy_squares has no held-out split)")
+    assert entry["kl_decomposition"]["batch_size"] == 4096
+    assert "scored_on" not in entry["mig"]
+
+    run = load_run(run_dir, device="cpu")
+    train = run.dataset()
+    images = (train.batch(np.arange(150)).flip(-1) * 255).round().to(torch.uint8)
+    test = vaelab.ImageDataset(images, name="mirrored")  # other items
+    run.dataset = lambda split=None, **_: test if split == "test" else train
+    scores = evaluate_run(run, metrics="kl_decomposition", progress=False)
+    entry = json.loads((run_dir / "metrics.json").read_text())["protocol"]["metrics"]
+    assert entry["kl_decomposition"]["scored_on"] == "the test split (held out)"
+    expected = METRICS.get("kl_decomposition")(
+        as_ground_truth(model_encoder(run.model), test), None, np.random.default_rng(0))
+    assert scores == expected and scores["kl_decomposition.batch_size"] == 150

@@ -10,6 +10,7 @@ from metric_data import grid_factors, identity_codes
 
 import vaelab.metrics  # noqa: F401  (fills METRICS)
 from vaelab.errors import VaelabError
+from vaelab.metrics.dci import dci_from_importance
 from vaelab.metrics.properties import (
     BOUNDED_0_1,
     NEEDS_POSTERIOR,
@@ -258,3 +259,27 @@ def test_supervised_metric_without_factors_raises(name, identity):
 def test_unknown_metric_name_lists_known_ones():
     with pytest.raises(KeyError, match="unknown metric 'migg'.*known metrics: aam"):
         METRICS.get("migg")
+
+
+def test_dci_in_parallel_gives_the_same_numbers():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    factors = grid_factors()
+    codes = identity_codes(factors) + np.random.default_rng(1).normal(0, 0.5, factors.shape)
+    options = {"num_train": 300, "num_test": 150}
+    serial = METRICS.get("dci")(codes, factors, np.random.default_rng(4), n_jobs=1, **options)
+    parallel = METRICS.get("dci")(codes, factors, np.random.default_rng(4), n_jobs=2, **options)
+    assert parallel == serial
+    # the loop it replaced: one seed per factor drawn in order, then fit and score
+    rng = np.random.default_rng(4)
+    order = rng.permutation(len(codes))
+    train, test = order[:300], order[300:450]
+    importance, accuracy = [], []
+    for k in range(factors.shape[1]):
+        model = GradientBoostingClassifier(random_state=int(rng.integers(2**31)))
+        model.fit(codes[train], factors[train, k])
+        importance.append(np.abs(model.feature_importances_))
+        accuracy.append(np.mean(model.predict(codes[test]) == factors[test, k]))
+    expected = dci_from_importance(np.stack(importance, axis=1))
+    assert (serial["dci.disentanglement"], serial["dci.completeness"]) == expected
+    assert serial["dci.informativeness_test"] == float(np.mean(accuracy))

@@ -340,3 +340,68 @@ def test_presets_carry_the_seed_runs(preset, steps, likelihood, params):
     assert objective.config.update == "two_step" and objective.config.likelihood == likelihood
     model = create_model(**d["model"])
     assert sum(p.numel() for p in model.parameters()) == params
+
+
+class _TwoLayerEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.out = nn.Linear(4, 5), nn.Linear(5, 6)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(x.flatten(1)))).chunk(2, dim=1)
+
+
+class _TwoLayerVAE(TinyVAE):
+    """TinyVAE with a hidden encoder layer: the penalty's backward reads `out.weight`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = _TwoLayerEncoder()
+        with torch.no_grad():  # latent 2 carries almost no KL, so the penalty has a target
+            self.encoder.out.weight[[2, 5]] *= 0.01
+            self.encoder.out.bias[[2, 5]] *= 0.01
+
+
+def test_two_step_torch041_takes_the_penalty_with_updated_weights_and_old_activations():
+    torch.manual_seed(0)
+    model = _TwoLayerVAE().eval()
+    reference = copy.deepcopy(model)
+    x, lr = _batch(), 1e-2
+    # By hand, at theta_t: the VAE gradient, then the penalty's gradient with respect to the
+    # encoder output (mu, logvar), back through out.weight AFTER the first Adam step.
+    enc = reference.encoder
+    h = torch.tanh(enc.hidden(x.flatten(1))).detach()
+    out = reference(x)
+    kl = gaussian_kl_per_dim(out.mu, out.logvar)
+    vae = reconstruction_loss(out.logits, x) + kl.sum(1).mean()
+    _, worst = greedy_select_latents(kl.detach().mean(0), 0.9)
+    assert worst
+    params = dict(reference.named_parameters())
+    g_vae = dict(zip(params, torch.autograd.grad(vae, list(params.values()), retain_graph=True)))
+    syn = 5.0 * synergy_penalty(kl, worst)
+    g_out = torch.autograd.grad(syn, [out.mu, out.logvar])
+    g_out = torch.cat(g_out, dim=1)  # (B, 6): d syn / d(encoder output), at theta_t
+    w_out_next = _hand_adam(params["encoder.out.weight"].detach(), [g_vae["encoder.out.weight"]], lr)
+    g_h = (g_out @ w_out_next) * (1 - h * h)  # through tanh at the first pass's activations
+    g_syn = {name: torch.zeros_like(p) for name, p in params.items()}
+    g_syn["encoder.out.weight"] = g_out.T @ h
+    g_syn["encoder.out.bias"] = g_out.sum(0)
+    g_syn["encoder.hidden.weight"] = g_h.T @ x.flatten(1)
+    g_syn["encoder.hidden.bias"] = g_h.sum(0)
+    expected = {n: _hand_adam(p.detach(), [g_vae[n], g_syn[n]], lr) for n, p in params.items()}
+
+    results = {}
+    for update in ("two_step_torch041", "two_step"):
+        trained = copy.deepcopy(model)
+        objective = NonSyn(NonSynObjectiveConfig(alpha=5.0, omega=0.9, update=update))
+        optimizer = torch.optim.Adam(trained.parameters(), lr=lr)
+        objective.update(Updater(trained, optimizer, objective), trained, Batch(x), torch.tensor(1))
+        results[update] = dict(trained.named_parameters())
+    for name, value in expected.items():
+        torch.testing.assert_close(results["two_step_torch041"][name].detach(), value,
+                                   rtol=1e-5, atol=1e-6)
+    hidden = "encoder.hidden.weight"  # the only gradient that reads a saved weight
+    assert not torch.allclose(results["two_step"][hidden], results["two_step_torch041"][hidden],
+                              atol=1e-7)
+    torch.testing.assert_close(results["two_step"]["decoder.weight"],
+                               results["two_step_torch041"]["decoder.weight"])

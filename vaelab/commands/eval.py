@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def _positive(text: str) -> int:
@@ -13,6 +14,32 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
     return value
+
+
+def parse_options(texts: list[str]) -> dict[str, dict[str, Any]]:
+    """["mig.num_train=all", ...] -> {"mig": {"num_train": "all"}} (values read as by --set)."""
+    from vaelab.config import ConfigError, parse_override
+
+    options: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        try:
+            key, value = parse_override(text)
+        except ConfigError as error:
+            raise ConfigError(str(error).replace("--set", "--option")) from None
+        if len(key) != 2:
+            raise ConfigError(
+                f"--option expects METRIC.KEY=VALUE (for example mig.num_train=all), got {text!r}"
+            )
+        options.setdefault(key[0], {})[key[1]] = value
+    import vaelab.metrics  # noqa: F401  (fills METRICS)
+    from vaelab.metrics.evaluate import metric_protocol
+
+    for name, given in options.items():
+        try:
+            metric_protocol(name, given)  # an unknown metric: KeyError naming the known ones
+        except ValueError as error:
+            raise ConfigError(f"--option: {error}") from None
+    return options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +59,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="encoding device (default: cuda if available)")
     parser.add_argument("--batch-size", type=_positive, default=1024,
                         help="images per encoder call")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="encoding precision: fp32 (default) or bf16 autocast (faster on "
+                        "CPUs with AVX-512 BF16; codes to bf16 precision)")
+    parser.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE",
+                        help="a metric's protocol option, e.g. mig.num_train=all (every item "
+                        "once) or dci.num_train=2000; repeatable")
     parser.add_argument("--quiet", action="store_true", help="no per-metric progress lines")
     parser.set_defaults(func=run)
 
@@ -40,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from vaelab.metrics.evaluate import evaluate_run, print_scores
 
     scores = evaluate_run(args.run, metrics=args.metrics, seed=args.seed, device=args.device,
-                          progress=not args.quiet, batch_size=args.batch_size)
+                          progress=not args.quiet, batch_size=args.batch_size,
+                          precision=args.precision, options=parse_options(args.option))
     print_scores(scores, title=f"metrics of {args.run} (seed {args.seed})")
     return 0

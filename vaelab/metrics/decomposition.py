@@ -12,7 +12,9 @@ size:
     dw_kl = mean_i (sum_d log q(z_id) - log p(z_i))
 
 computed in float64, in blocks of rows, so the (B, B, D) tensor is never held at once. The items
-are drawn from the dataset being evaluated (a held-out split when the caller evaluates one).
+are drawn from the dataset being evaluated: `evaluate_run` (and so `vaelab eval` and the end of
+`vaelab train`) scores it on the run's test split when the dataset has one, and records which
+data it used as "scored_on" in the metric's protocol entry, next to `batch_size`.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def aam_from_mi(mi: np.ndarray) -> np.ndarray:
 
 
 def _mi_matrix(represent: Any, data: Any, rng: np.random.Generator, metric: str,
-               num_train: int, num_bins: int, bin_dtype: str):
+               num_train: int | str, num_bins: int, bin_dtype: str):
     truth = as_ground_truth(represent, data)
     active = truth.active_factors(metric)
     codes, factors = truth.sample(num_train, rng)
@@ -63,7 +63,7 @@ def compute_mig(
     data: Any = None,
     rng: np.random.Generator | None = None,
     *,
-    num_train: int = 10000,
+    num_train: int | str = 10000,
     num_bins: int = 20,
     bin_dtype: str = "representation",
 ) -> dict[str, float]:
@@ -78,7 +78,9 @@ def compute_mig(
             (see `as_ground_truth`).
         data: the factor dataset, or the factor array (N, F) of array codes.
         rng: the generator that draws the points.
-        num_train: points drawn.
+        num_train: points drawn (factor rows with replacement, then a matching image, as
+            disentanglement_lib), or "all": every item of the dataset exactly once (the full
+            grid on dSprites).
         num_bins: equal-width bins per latent.
         bin_dtype: the float type of the bin edges: "representation" (float32 for torch
             models, as disentanglement_lib), "float32" or "float64".
@@ -100,7 +102,7 @@ def compute_aam(
     data: Any = None,
     rng: np.random.Generator | None = None,
     *,
-    num_train: int = 10000,
+    num_train: int | str = 10000,
     num_bins: int = 20,
     bin_dtype: str = "representation",
 ) -> dict[str, float]:

@@ -13,8 +13,10 @@ not by reshaping, so datasets that are not full grids work too; p(v) and H(v_k) 
 frequencies and entropy (uniform on a grid, as Chen's log |V_k|). Then
 I[j, k] = H(z_j) - H(z_j | v_k), clamped at 0, and MIG = mean_k (I_(1) - I_(2)) / H(v_k).
 
-Cost: (1 + F) S N D log-densities (about 4.4e11 for dSprites: minutes on a GPU-less machine).
-The log-densities are evaluated with torch in float32, in blocks of about 16M values.
+Cost: (1 + F) S N D log-densities (about 4.4e11 for dSprites). The log-densities are evaluated
+with torch in float32, in blocks of 2^18 values (1 MiB per temporary, so each elementwise pass of
+the block stays in the core's cache: 2.4-2.7x less CPU time than blocks of 2^24, about 160M
+log-densities per CPU-second measured here, i.e. ~23 min for full dSprites on 2 loaded cores).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def estimate_entropies(
-    samples: np.ndarray, mu: np.ndarray, logvar: np.ndarray, block: int = 2**24
+    samples: np.ndarray, mu: np.ndarray, logvar: np.ndarray, block: int = 2**18
 ) -> np.ndarray:
     """Monte-Carlo entropies H(z_j) (D,) of the mixture (1/M) sum_m N(mu_mj, exp(logvar_mj)).
 
@@ -44,7 +46,7 @@ def estimate_entropies(
         samples: S samples (S, D) of the mixture, each latent scored on its own column.
         mu: component means (M, D).
         logvar: component log-variances (M, D).
-        block: log-densities evaluated at once (memory: 4 bytes each).
+        block: log-densities evaluated at once (memory: 4 bytes each; cache-sized by default).
     """
     s, d = samples.shape
     m = mu.shape[0]
@@ -58,7 +60,7 @@ def estimate_entropies(
         for lo in range(0, s, chunk):
             zc = z[:, lo : lo + chunk, None]  # (D, s, 1)
             log_q = const[:, None, :] - (zc - mu_t[:, None, :]).square_() * half_ivar[:, None, :]
-            total += torch.logsumexp(log_q, dim=2).sum(dim=1).double()  # (D,)  log-sum over M
+            total += torch.logsumexp(log_q, dim=2).double().sum(dim=1)  # (D,)  log-sum over M
     return -(total.numpy() / s - math.log(m))
 
 

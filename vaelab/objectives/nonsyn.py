@@ -21,9 +21,14 @@ Two update rules (`update`):
   `p.data` in place without a version bump, so the second backward combined the first forward's
   activations with the *updated* weights (theta_{t+1}) wherever a weight is saved for backward
   (about 4.9 % relative difference in the penalty's gradient on a fresh step, measured).
-  Modern PyTorch raises an in-place-modification error on that code, and vaelab does not
+  Modern PyTorch raises an in-place-modification error on that code, and `two_step` does not
   reproduce the mixed gradient. Adam is not linear, so this differs from one step on the summed
   gradient.
+* ``"two_step_torch041"``: the seed's update as PyTorch 0.4.1 ran it: the penalty's gradient is
+  taken after the first step, through the first forward pass's graph, so it combines that pass's
+  activations with the updated weights wherever a weight is saved for backward (vaelab resets
+  the parameters' autograd version counters after the first step, the check 0.4.1 lacked). With
+  a single linear encoder layer the two rules agree (no weight is saved on the penalty's path).
   Parameters the penalty does not reach (the decoder) get a zero gradient in the second step,
   as the seed's `zero_grad()` (which zeroed, not freed, gradients) gave them: Adam's moments still
   decay and move them.
@@ -56,7 +61,7 @@ from vaelab.registry import OBJECTIVES
 
 __all__ = ["NonSyn", "NonSynObjectiveConfig", "greedy_select_latents", "synergy_penalty"]
 
-UPDATES = ("two_step", "joint")
+UPDATES = ("two_step", "joint", "two_step_torch041")
 #: The seed's CelebA loss: sum of squared errors of sigmoid(logits), mean over the batch.
 SSE = "sse"
 
@@ -129,6 +134,7 @@ class NonSynObjectiveConfig:
     alpha: float = 5.0  # synergy weight (seed CLI default 1.5; every seed script uses 5.0)
     omega: float = 0.9  # greedy discount (seed CLI default 0.8; every seed script uses 0.9)
     update: str = "two_step"  # "two_step" (seed: two optimiser steps) | "joint" (one step)
+    #                           | "two_step_torch041" (the seed's mixed gradient under 0.4.1)
     resample: bool = False  # re-encode after step 1 and penalise that pass (seed's --sample)
     likelihood: str = "bernoulli"  # "bernoulli" (dSprites) | "sse" (seed's CelebA) | ...
 
@@ -208,6 +214,14 @@ class NonSyn(Objective):
             updater.step_with(grads_vae)
             out = model(batch.x)  # fresh pass at the updated parameters; only mu, logvar are used
             terms.update(self._penalty(out.mu, out.logvar))
+            grads_syn = updater.gradients(terms["syn"])
+        elif self.config.update == "two_step_torch041":
+            params = tuple(updater.model_params)
+            versions = tuple(p._version for p in params)
+            updater.step_with(grads_vae)
+            # 0.4.1's Adam wrote p.data without bumping the version: backward then reads the
+            # updated weights where the graph saved them, next to the first pass's activations.
+            torch._C._autograd._unsafe_set_version_counter(params, versions)
             grads_syn = updater.gradients(terms["syn"])
         else:
             grads_syn = updater.gradients(terms["syn"])
