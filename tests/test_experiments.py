@@ -125,7 +125,6 @@ def test_series_batches_follow_the_stream_and_cycle_each_class():
 @pytest.fixture(scope="module")
 def mnist_ugvae(tmp_path_factory):
     import shutil
-
     from pathlib import Path
 
     source = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
