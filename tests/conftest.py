@@ -49,3 +49,12 @@ def tiny_config(**train) -> dict:
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest serial block (the embedded-Ray tests, one xdist group on one worker) goes
+    first, so the other worker spreads the rest around it instead of idling at the end."""
+    def grouped(item) -> bool:
+        return any(mark.name == "xdist_group" for mark in item.iter_markers())
+
+    items[:] = [i for i in items if grouped(i)] + [i for i in items if not grouped(i)]

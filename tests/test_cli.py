@@ -92,6 +92,8 @@ def test_existing_run_is_refused_not_deleted(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err and marker.read_text() == "mine"
 
 
+@pytest.mark.slow  # ~14 s in a subprocess; the .cfg CLI path and the seed004 presets' steps run in
+# the default suite (test_ini.py, test_contract.py)
 def test_train_ini_config_on_mnist_test_split(tmp_path, shared_data):
     """The seed's INI format, the conv model and the MNIST loader, end to end, in a subprocess."""
     root = tmp_path / "data"

@@ -52,6 +52,10 @@ def _fit_factor(make_model, seed: int, x_train: np.ndarray, y_train: np.ndarray,
     return np.abs(model.feature_importances_), train_acc, test_acc
 
 
+# Below this many training points the fits take less than the worker processes take to start.
+PARALLEL_FROM = 2000
+
+
 def _dci(represent: Any, data: Any, rng: np.random.Generator, name: str, make_model,
          num_train: int, num_test: int, n_jobs: int = 1) -> dict[str, float]:
     truth = as_ground_truth(represent, data)
@@ -62,7 +66,10 @@ def _dci(represent: Any, data: Any, rng: np.random.Generator, name: str, make_mo
     seeds = [int(rng.integers(2**31)) for _ in factors]  # drawn in factor order, as before
     jobs = [(make_model, seed, x_train, y_train[:, k], x_test, y_test[:, k])
             for seed, k in zip(seeds, factors)]
-    n_jobs = min(len(jobs), os.cpu_count() or 1) if n_jobs == -1 else max(1, n_jobs)
+    if n_jobs == -1:  # one per core, for fits that outweigh starting the processes (~2 s)
+        big = len(x_train) >= PARALLEL_FROM
+        n_jobs = min(len(jobs), os.cpu_count() or 1) if big else 1
+    n_jobs = max(1, n_jobs)
     if n_jobs > 1:  # one process per factor: each fit depends only on its seed and data
         results = joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(_fit_factor)(*job) for job in jobs)
     else:
@@ -98,7 +105,8 @@ def compute_dci(
     Works on any factor dataset (no full grid needed). All scores in [0, 1]; invariant to
     permuting the latents and to strictly increasing rescaling (trees split on order only).
     The factors' classifiers are fitted in `n_jobs` processes (-1: one per core, at most one per
-    factor; 1: in this process); each has its own seed, so the numbers do not depend on n_jobs.
+    factor, from 2,000 training points; fewer are fitted in this process; 1: in this process);
+    each has its own seed, so the numbers do not depend on n_jobs.
 
     Returns:
         {"dci.disentanglement", "dci.completeness", "dci.informativeness_train",
