@@ -53,14 +53,20 @@ def _batch_latent(model: Any) -> str:
     return names[0]
 
 
+def _encoder(model: Any, bn: str) -> Any:
+    """The model to encode with: a train-mode copy (batch statistics, the model's running ones
+    untouched) for bn="train", the model itself in eval mode for bn="eval"."""
+    if bn not in BN_MODES:
+        raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
+    return copy.deepcopy(model).train() if bn == "train" else model.eval()
+
+
 @torch.no_grad()
 def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = "train"
                  ) -> np.ndarray:
     """The pooled posterior mean of the global latent of each index batch: (n, D_beta)."""
-    if bn not in BN_MODES:
-        raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
     name = _batch_latent(model)
-    encoder = copy.deepcopy(model).train() if bn == "train" else model.eval()
+    encoder = _encoder(model, bn)
     device = next(model.parameters()).device
     codes = [encoder.posterior(dataset.batch(index).to(device))[name].mean[0].float().cpu()
              for index in batches]
@@ -280,7 +286,7 @@ def mnist_series(run: Any, batches: int = 200, batch_size: int = 0, bn: str = "t
     figures: dict[str, Any] = {"experiment_mnist_series_global.png": _map(
         _embed(codes, reduction, seed), all_kinds, styles, f"Global space ({reduction})")}
     # The local map: the local means of the series batches' first images, coloured by digit.
-    encoder = copy.deepcopy(model).train() if bn == "train" else model.eval()
+    encoder = _encoder(model, bn)
     device = next(model.parameters()).device
     means, digits = [], []
     with torch.no_grad():
@@ -311,7 +317,7 @@ def interpolation(run: Any, batches: int = 100, batch_size: int = 0, bn: str = "
     size = batch_size or run.config.train.batch_size
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
-    encoder = copy.deepcopy(model).train() if bn == "train" else model.eval()
+    encoder = _encoder(model, bn)
     pair = [rng.integers(0, len(dataset), size) for _ in range(2)]
     posteriors = [encoder.posterior(dataset.batch(b).to(device)) for b in pair]
     betas = [p[name].mean[:1] for p in posteriors]  # (1, Db) each

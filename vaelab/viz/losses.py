@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -28,6 +29,22 @@ _AXES = ("step", "epoch")
 NAT_TERMS = {"loss", "recon", "kl", "tc", "mi", "dw_kl", "capacity", "syn", "disc_loss", "cp",
              "kl_z", "kl_y", "kl_w", "kl_d", "kl_beta"}
 UNITS = {"images_per_s": "images / s", "warmup": "weight (0 to 1)", "disc_acc": "fraction"}
+
+
+def _panel_grid(panels: int, title: str, message: str, empty: bool) -> tuple[Figure, Any]:
+    """A figure sized for `panels` panels, 3 per row, and its axes (flattened); when `empty`
+    (or no panels) one axis saying `message` instead, and axes None."""
+    cols = min(3, max(1, panels))
+    rows = max(1, -(-panels // cols))
+    figure = Figure(figsize=(3.6 * cols, 2.6 * rows), layout="constrained")
+    if title:
+        figure.suptitle(title)
+    if empty or panels == 0:
+        axis = figure.add_subplot(1, 1, 1)
+        axis.text(0.5, 0.5, message, ha="center", va="center")
+        axis.set_axis_off()
+        return figure, None
+    return figure, figure.subplots(rows, cols, squeeze=False).ravel()
 
 
 def term_unit(key: str) -> str:
@@ -62,17 +79,9 @@ def plot_losses(log: Mapping[str, np.ndarray], title: str = "") -> Figure:
     rows_in_log = len(next(iter(log.values()))) if log else 0
     steps = np.asarray(log.get("step", np.arange(rows_in_log)), dtype=np.float64)
     panels = len(terms) + (2 if kl_keys else 0)
-    cols = min(3, max(1, panels))
-    rows = max(1, -(-panels // cols))
-    figure = Figure(figsize=(3.6 * cols, 2.6 * rows), layout="constrained")
-    if title:
-        figure.suptitle(title)
-    if rows_in_log == 0 or panels == 0:
-        axis = figure.add_subplot(1, 1, 1)
-        axis.text(0.5, 0.5, "no training log rows yet", ha="center", va="center")
-        axis.set_axis_off()
+    figure, axes = _panel_grid(panels, title, "no training log rows yet", rows_in_log == 0)
+    if axes is None:
         return figure
-    axes = figure.subplots(rows, cols, squeeze=False).ravel()
     for axis, key in zip(axes, terms):
         values = np.asarray(log[key], dtype=np.float64)
         axis.plot(steps, values, marker="." if rows_in_log < 30 else None)
@@ -118,16 +127,10 @@ def plot_metrics_during_training(log: Mapping[str, np.ndarray], title: str = "")
     keys = [k for k in HEADLINE.values() if k in columns] or columns
     keys = keys[:MAX_METRIC_PANELS]
     steps = np.asarray(log.get("step", []), dtype=np.float64)
-    cols = min(3, max(1, len(keys)))
-    rows = max(1, -(-len(keys) // cols))
-    figure = Figure(figsize=(3.6 * cols, 2.6 * rows), layout="constrained")
-    figure.suptitle(title or "metrics during training")
-    if not keys or len(steps) == 0:
-        axis = figure.add_subplot(1, 1, 1)
-        axis.text(0.5, 0.5, "no metrics logged yet", ha="center", va="center")
-        axis.set_axis_off()
+    figure, axes = _panel_grid(len(keys), title or "metrics during training",
+                               "no metrics logged yet", len(steps) == 0)
+    if axes is None:
         return figure
-    axes = figure.subplots(rows, cols, squeeze=False).ravel()
     for axis, key in zip(axes, keys):
         axis.plot(steps, np.asarray(log[key], dtype=np.float64), marker=".")
         direction = describe_score(key)[1]

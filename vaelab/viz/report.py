@@ -430,10 +430,15 @@ def write_report(
     """
     if out is None:
         out = Path(run_dirs[0]) / "report.html" if len(run_dirs) == 1 else Path("report.html")
-    out = Path(out)
+    return write_page(Path(out), lambda: build_report(run_dirs), overwrite)
+
+
+def write_page(out: Path, build: Any, overwrite: bool) -> Path:
+    """Writes the page `build()` returns to `out` atomically; refuses to replace an existing
+    file unless `overwrite` (checked before building, so nothing is computed for nothing)."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    page = build_report(run_dirs)
+    page = build()
     try:
         atomic_write_text(out, page)
     except OSError as error:

@@ -20,9 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from vaelab.errors import VaelabError
-from vaelab.runs import atomic_write_text
-
 __all__ = ["build_sweep_report", "is_sweep_dir", "rank_correlations", "write_sweep_report"]
 
 STYLE = """
@@ -211,12 +208,7 @@ def build_sweep_report(sweep_dir: str | os.PathLike) -> str:
 def write_sweep_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                        overwrite: bool = False) -> Path:
     """Writes the comparison page (default SWEEP_DIR/report.html)."""
+    from vaelab.viz.report import write_page
+
     out = Path(out) if out is not None else Path(sweep_dir) / "report.html"
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    page = build_sweep_report(sweep_dir)
-    try:
-        atomic_write_text(out, page)
-    except OSError as error:
-        raise VaelabError(f"cannot write the report to {out}: {error}") from error
-    return out
+    return write_page(out, lambda: build_sweep_report(sweep_dir), overwrite)
