@@ -94,6 +94,58 @@ def test_minimum_information_constraint_is_a_floor_on_the_y_prior_term():
     assert low["loss"].item() == pytest.approx(plain["loss"].item())
 
 
+def _y_term(logits, **options):
+    """The y-prior part of the loss: the loss minus the loss with a uniform (zero-KL) posterior."""
+    out = _output(B=len(logits), K=len(logits[0]), seed=6)
+    x = torch.rand(len(logits), 1, 2, 2, dtype=torch.float64)
+    objective = create_objective("gmvae", cp_estimator="analytic", **options)
+    out.cluster_logits = torch.tensor(logits, dtype=torch.float64)
+    terms = objective(out, x, torch.tensor(1))
+    # cp depends on pi too: remove it and the other terms, keeping the y-prior contribution only
+    return (terms["loss"] - terms["recon"] - terms["cp"] - terms["kl_w"]).item(), terms
+
+
+HOT = 60.0  # a logit gap that makes pi one-hot to float64 precision
+
+
+def test_information_split_known_values():
+    log2 = math.log(2)
+    # two images in two different clusters: pi_bar uniform (marginal 0), I = log 2
+    spread = [[HOT, 0.0], [0.0, HOT]]
+    value, terms = _y_term(spread, min_information_on="information")
+    assert terms["kl_y_marginal"].item() == pytest.approx(0.0, abs=1e-12)
+    assert value == pytest.approx(log2)  # lambda 0, balance 1: the ELBO's kl_y
+    assert _y_term(spread, min_information_on="information", min_information=1.0)[0] == \
+        pytest.approx(1.0)  # max(I = log 2, 1)
+    assert _y_term(spread, min_information_on="information", min_information=0.5)[0] == \
+        pytest.approx(log2)
+    # both images in one cluster: marginal log 2, I = 0, so the threshold adds lambda
+    same = [[HOT, 0.0], [HOT, 0.0]]
+    value, terms = _y_term(same, min_information_on="information", min_information=1.0)
+    assert terms["kl_y_marginal"].item() == pytest.approx(log2)
+    assert value == pytest.approx(log2 + 1.0)
+    assert _y_term(same, min_information_on="information", min_information=1.0, balance=5.0)[0] \
+        == pytest.approx(5 * log2 + 1.0)
+    # the paper's form on the same case: max(kl_y = log 2, 1) = 1, blind to the imbalance
+    assert _y_term(same, min_information=1.0)[0] == pytest.approx(1.0)
+
+
+def test_information_split_marginal_against_torch_distributions():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(7, 4, generator=g, dtype=torch.float64) * 2
+    value, terms = _y_term(logits.tolist(), min_information_on="information", balance=3.0,
+                           min_information=10.0)
+    pi_bar = torch.softmax(logits, -1).mean(0)
+    marginal = D.kl_divergence(D.Categorical(probs=pi_bar),
+                               D.Categorical(probs=torch.full((4,), 0.25, dtype=torch.float64)))
+    torch.testing.assert_close(terms["kl_y_marginal"], marginal)
+    assert value == pytest.approx(3.0 * marginal.item() + 10.0)  # I < 10: the threshold binds
+    # lambda 0 and balance 1 are the ELBO: the split adds up to kl_y
+    exact, terms = _y_term(logits.tolist(), min_information_on="information")
+    assert exact == pytest.approx(terms["kl_y"].item())
+    assert exact == pytest.approx(_y_term(logits.tolist())[0])
+
+
 def test_noisy_reconstruction_costs_half_a_nat_per_pixel_on_average():
     # E[(mu + sqrt(s) eps - x)^2] / (2 s) - (mu - x)^2 / (2 s) = 1/2 per pixel: D/2 per image.
     torch.manual_seed(0)
@@ -187,6 +239,10 @@ def test_model_config_errors(options, match):
     ({"cp_estimator": "exact"}, "cp_estimator"),
     ({"y_prior": "both"}, "y_prior"),
     ({"likelihood": "bernoulli", "noisy_reconstruction": True}, "gaussian likelihood only"),
+    ({"min_information_on": "mi"}, "min_information_on"),
+    ({"balance": 2.0}, "min_information_on='information'"),
+    ({"balance": -1.0, "min_information_on": "information"}, "balance must be >= 0"),
+    ({"min_information_on": "information", "y_prior": "reverse"}, "y_prior='forward'"),
 ])
 def test_objective_config_errors(options, match):
     with pytest.raises(ValueError, match=match):
