@@ -46,7 +46,7 @@ def test_gmvae_from_the_cli_train_eval_plot_report(frey_home, tmp_path, capsys):
         assert (run_dir / name).is_file(), name
     assert main(["eval", str(run_dir)]) == 0
     scores = json.loads((run_dir / "metrics.json").read_text())
-    assert scores["protocol"]["metrics"]["clusters"]["scored_on"] == "the test split"
+    assert scores["protocol"]["metrics"]["clusters"]["scored_on"] == "the test split (held out)"
     assert 1 <= scores["clusters.used"] <= 4
     assert main(["plot", str(run_dir), "all", "--points", "40"]) == 0
     plots = {p.name for p in (run_dir / "plots").iterdir()}

@@ -315,19 +315,12 @@ def _held_out_split(run: Any, train: Any) -> tuple[Any, str]:
 
 def _cluster_evaluation(run: Any, fit: Any) -> tuple[dict[str, float], dict[str, Any]]:
     """Clustering scores: mapping fitted on the run's data, scored on its test split if any."""
-    from vaelab.data.base import DataError
     from vaelab.metrics.clusters import evaluate_clusters
 
     start = time.perf_counter()
     split = run.config.data.config.split
-    test, scored_on = fit, f"the {split} split (no other split could be loaded)"
-    if split == "test":
-        scored_on = "the test split (the run trained on it)"
-    else:
-        try:
-            test, scored_on = run.dataset(split="test"), "the test split"
-        except (DataError, FileNotFoundError, ValueError):
-            pass
+    # a dataset without splits (the same items for every split) is named so, not "the test split"
+    test, scored_on = _held_out_split(run, fit)
     result = evaluate_clusters(run.model, test, fit=None if test is fit else fit)
     entry = {"mapping_fit_on": f"the {split} split", "scored_on": scored_on,
              "cluster": "argmax of the cluster posterior at the posterior means",
