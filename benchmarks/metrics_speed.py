@@ -5,6 +5,7 @@ encoded once, encoding included) through `evaluate_run` and `vaelab eval`, fp32 
 
     python benchmarks/metrics_speed.py [--skip dci,mig_chen] [--no-points] [--no-grid]
         [--grid-modes api-fp32-capped,api-fp32,cli-fp32,api-bf16,cli-bf16] [--bf16-tolerance N]
+        [--grid-metric mig_chen]
         [--encode-rates N] [--device cpu]
 
 The 10,000-point timings use a synthetic representation of the dSprites factor grid (each factor
@@ -88,13 +89,13 @@ def time_metrics(skip: set[str]) -> None:
 
 _GRID_API = """
 import json, sys, time
-mode, run_dir, precision, device = sys.argv[1:5]
+mode, run_dir, precision, device, metric = sys.argv[1:6]
 if mode == "capped":  # the allocator tuning before it kept blocks above 32 MiB (glibc's cap)
     from vaelab.perf import tune_allocator
     tune_allocator(mmap_threshold=32 * 1024 * 1024)
 from vaelab.metrics.evaluate import evaluate_run
 start = time.perf_counter()
-scores = evaluate_run(run_dir, metrics="mig", options={"mig": {"num_train": "all"}},
+scores = evaluate_run(run_dir, metrics=metric, options={"mig": {"num_train": "all"}},
                       precision=precision, device=device, progress=False)
 print(time.perf_counter() - start)
 """
@@ -112,8 +113,10 @@ def _grid_run(root: Path) -> Path | None:
     return Path(import_disvae(weights, out=root, name="btcvae"))
 
 
-def time_full_grid(device: str, modes: list[str]) -> None:
+def time_full_grid(device: str, modes: list[str], metric: str = "mig") -> None:
     """Full-grid MIG (`mig` with num_train="all": every image once), each mode in a fresh process.
+
+    `metric="mig_chen"` times Chen et al.'s estimator instead (it always uses every image).
 
     api-*: `evaluate_run` from Python; cli-*: `vaelab eval --option mig.num_train=all`;
     *-capped: the allocator tuning capped at 32 MiB as before (large blocks fault).
@@ -135,7 +138,7 @@ def time_full_grid(device: str, modes: list[str]) -> None:
         if run_dir is None:
             print("full-grid MIG skipped: no pretrained btcvae_dsprites weights in ../shared/data")
             return
-        print(f"full-grid MIG of {run_dir.name} (737,280 images, each once; {device}; "
+        print(f"full-grid {metric} of {run_dir.name} (737,280 images, each once; {device}; "
               f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
         print(f"{'mode':<16s} {'metric s':>9s} {'encode s':>9s} {'process s':>10s} "
               f"{'images':>8s} {'mig':>8s}  load before/after")
@@ -149,17 +152,18 @@ def time_full_grid(device: str, modes: list[str]) -> None:
             start = time.perf_counter()
             if path == "api":
                 command = [sys.executable, "-c", _GRID_API, rest[0] if rest else "tuned",
-                           str(run_dir), precision, device]
+                           str(run_dir), precision, device, metric]
             else:
                 command = [sys.executable, "-m", "vaelab.cli", "eval", str(run_dir), "--metrics",
-                           "mig", "--option", "mig.num_train=all", "--precision", precision,
-                           "--device", device, "--quiet"]
+                           metric, "--precision", precision, "--device", device, "--quiet"]
+                if metric == "mig":
+                    command += ["--option", "mig.num_train=all"]
             subprocess.run(command, check=True, capture_output=True, text=True)
             process = time.perf_counter() - start
             content = json.loads((run_dir / "metrics.json").read_text())
-            entry = content["protocol"]["metrics"]["mig"]
-            print(f"{mode:<16s} {entry['seconds']:9.1f} {entry['encode_seconds']:9.1f} "
-                  f"{process:10.1f} {entry['images_encoded']:8d} {content['mig']:8.4f}  "
+            entry = content["protocol"]["metrics"][metric]
+            print(f"{mode:<16s} {entry['seconds']:9.1f} {entry.get('encode_seconds', 0):9.1f} "
+                  f"{process:10.1f} {entry.get('images_encoded', 0):8d} {content[metric]:8.4f}  "
                   f"{load:.1f}/{os.getloadavg()[0]:.1f}", flush=True)
 
 
@@ -253,6 +257,8 @@ def main() -> None:
                         help="encode N images per allocator setting, report CPU rates (0: skip)")
     parser.add_argument("--bf16-tolerance", type=int, default=0, metavar="N",
                         help="compare fp32 and bf16 encodings on N random images (0: skip)")
+    parser.add_argument("--grid-metric", default="mig", choices=("mig", "mig_chen"),
+                        help="the full-grid metric timed (mig_chen: Chen et al.'s, ~15-25 min)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     print(f"cpu cores {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
@@ -264,7 +270,7 @@ def main() -> None:
     if args.bf16_tolerance:
         bf16_tolerance(args.bf16_tolerance, args.device)
     if not args.no_grid:
-        time_full_grid(args.device, [m for m in args.grid_modes.split(",") if m])
+        time_full_grid(args.device, [m for m in args.grid_modes.split(",") if m], args.grid_metric)
 
 
 if __name__ == "__main__":

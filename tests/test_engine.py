@@ -448,3 +448,18 @@ def test_progress_bar_moves_every_step(tmp_path, tiny, capsys):
     fit(_config(tiny, steps=6, log_every=6, progress=True), tmp_path / "r", callbacks=[Watch()])
     assert seen == [1, 2, 3, 4, 5, 6]  # between log rows too (one row here, at step 6)
     assert "6/6" in capsys.readouterr().err
+
+
+def test_resume_redraws_the_plots_it_made_stale(tmp_path, tiny, capsys):
+    from vaelab.viz.plots import make_plots
+    from vaelab.viz.report import stale_plots
+
+    vaelab.train(config=tiny(), out=tmp_path, verbose=False, evaluate=False)
+    d = tmp_path / "tiny"
+    make_plots(d, ["samples"])
+    before = (d / "plots" / "samples.png").read_bytes()
+    (d / "plots" / "mine.png").write_bytes(before)  # a picture no plot kind writes by default
+    vaelab.train(resume=d, overrides=["train.steps=24"], evaluate=False)
+    assert "redrew 1 picture(s)" in capsys.readouterr().err
+    assert (d / "plots" / "samples.png").read_bytes() != before  # drawn from the resumed model
+    assert stale_plots(d) == ["plots/mine.png"]  # still named stale in the report

@@ -139,6 +139,8 @@ def train(
 
         rng = np.random.default_rng(run_config.seed)
         write_training_pictures(run.model, run.dataset(), run.log, run_dir, rng)
+        if resume is not None:
+            redraw_stale_plots(run_dir, verbose=verbose)
     scores: dict[str, Any] = {}
     metrics = run_config.train.metrics
     if evaluate and metrics:
@@ -153,6 +155,32 @@ def train(
     if verbose:
         _print_summary(run_dir, summary, scores)
     return run
+
+
+def redraw_stale_plots(run_dir: str | Path, verbose: bool = True) -> list[Path]:
+    """Redraws the pictures under `RUN/plots` that predate the last checkpoint (a resumed run).
+
+    A kind is redrawn, with the default plot options, when one of the files it writes by default
+    is stale; pictures drawn with other options (other file names) stay, and the report keeps
+    naming them stale. A kind that fails is reported and skipped: the training is never lost.
+    """
+    from vaelab.registry import PLOTS
+    from vaelab.viz.plots import PlotOptions, make_plots, plot_kind_order
+    from vaelab.viz.report import stale_plots
+
+    stale = {Path(p).name for p in stale_plots(Path(run_dir))}
+    kinds = [name for name in plot_kind_order()
+             if stale & set(PLOTS.get(name).filenames(PlotOptions()))]
+    written: list[Path] = []
+    for kind in kinds:
+        try:
+            written += make_plots(run_dir, [kind], overwrite=True)
+        except (VaelabError, OSError, ValueError) as error:
+            print(f"warning: could not redraw the stale {kind} plot: {error}", file=sys.stderr)
+    if verbose and written:
+        print(f"redrew {len(written)} picture(s) in {Path(run_dir) / 'plots'} from the resumed "
+              "model", file=sys.stderr)
+    return written
 
 
 # Objective schedules that ramp a weight or a capacity linearly over this many steps.

@@ -200,7 +200,7 @@ def _pictures(run_dir: Path, log: Mapping[str, Any],
     return groups, skipped
 
 
-def _stale_plots(run_dir: Path) -> list[str]:
+def stale_plots(run_dir: Path) -> list[str]:
     """The pictures under plots/ older than checkpoints/last.ckpt (drawn from an earlier model)."""
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     plots = run_dir / "plots"
@@ -289,7 +289,7 @@ def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
                      "RUN all</code>)</p>")
     if skipped:
         parts.append(f'<p class="note">unreadable, left out: {html.escape(", ".join(skipped))}</p>')
-    stale = _stale_plots(run_dir)
+    stale = stale_plots(run_dir)
     if stale:
         parts.append(f'<p class="note stale">made before the last checkpoint (the run was '
                      f'trained on since): {html.escape(", ".join(stale))}; redraw them with '
