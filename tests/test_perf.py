@@ -43,7 +43,7 @@ def test_the_python_api_tunes_the_allocator(tmp_path, tiny, monkeypatch):
 
 
 _FAULTS = """
-import resource, statistics, sys, torch
+import resource, sys, torch
 from vaelab.perf import tune_allocator
 if sys.argv[1] == "tuned":
     assert tune_allocator()
@@ -57,7 +57,7 @@ for _ in range(9):
     start = faults()
     x = torch.ones(n); del x
     per_block.append(faults() - start)
-print(statistics.median(per_block))
+print(min(per_block))
 """
 
 
@@ -71,8 +71,9 @@ def test_blocks_above_32_mib_are_reused_without_page_faults():
                              text=True, check=True)
         return float(out.stdout.split()[-1])
 
-    # The median block: the kernel now and then faults a reused block in again (seen on this
-    # shared VM for 1-3 blocks of 9), which the allocator cannot prevent.
+    # The best block of 9: the kernel now and then faults a reused block in again (this VM runs
+    # DAMON reclaim, kdamond; seen for 1-5 blocks of 9), which the allocator cannot prevent. An
+    # mmapped block faults every time, so one clean reuse is the property.
     pages = 128 * 2**20 // 4096
     assert faults("stock") > pages // 2  # glibc's defaults mmap (and fault) every block afresh
     assert faults("tuned") < pages // 50

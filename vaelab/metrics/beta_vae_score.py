@@ -17,8 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from vaelab.metrics.ground_truth import GroundTruth, as_ground_truth
 from vaelab.registry import METRICS
@@ -84,6 +82,9 @@ def compute_beta_vae_score(
     factors = truth.active_factors("beta_vae_score")
     x_train, y_train = _points(truth, factors, num_train, batch_size, rng)
     x_eval, y_eval = _points(truth, factors, num_eval, batch_size, rng)
+    from sklearn.linear_model import LogisticRegression  # lazy: keeps `import vaelab` fast
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
     scaler = (StandardScaler() if scaling == "standardize" else FunctionTransformer()).fit(x_train)
     model = LogisticRegression(max_iter=1000, random_state=int(rng.integers(2**31)))
     if len(np.unique(y_train)) < 2:

@@ -14,9 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from vaelab.errors import VaelabError
 from vaelab.metrics.ground_truth import as_ground_truth
@@ -31,6 +28,8 @@ def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     _, clusters = np.unique(clusters, return_inverse=True)
     table = np.zeros((clusters.max() + 1, labels.max() + 1), dtype=np.int64)
     np.add.at(table, (clusters, labels), 1)
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(-table)
     return float(table[rows, cols].sum() / len(labels))
 
@@ -80,6 +79,9 @@ def compute_clustering(
     classes = len(np.unique(y))
     if classes < 2:
         raise VaelabError("clustering needs at least two classes among the drawn points")
+    from sklearn.cluster import KMeans  # lazy: keeps `import vaelab` fast
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
     kmeans = KMeans(n_clusters=classes, n_init=n_init, random_state=int(rng.integers(2**31)))
     clusters = kmeans.fit_predict(codes)
     return {

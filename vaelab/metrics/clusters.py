@@ -23,8 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from vaelab.errors import VaelabError
 from vaelab.metrics.clustering import cluster_accuracy
@@ -52,6 +50,11 @@ def cluster_scores(clusters: np.ndarray, labels: np.ndarray, num_clusters: int,
                    fit_clusters: np.ndarray | None = None,
                    fit_labels: np.ndarray | None = None, prefix: str = "") -> dict[str, float]:
     """The scores of the module docstring for test clusters and labels (fit: the test itself)."""
+    from sklearn.metrics import (  # lazy: keeps `import vaelab` fast
+        adjusted_rand_score,
+        normalized_mutual_info_score,
+    )
+
     clusters, labels = np.asarray(clusters), np.asarray(labels)
     if fit_clusters is None:
         fit_clusters, fit_labels = clusters, labels
@@ -113,6 +116,8 @@ def kmeans_scores(features: np.ndarray, labels: np.ndarray, num_clusters: int, s
                   prefix: str = "kmeans.", n_init: int = 3) -> dict[str, float]:
     """The same scores for k-means with `num_clusters` on `features` (N, F), fitted and scored
     on the same items."""
+    from sklearn.cluster import KMeans  # lazy: keeps `import vaelab` fast
+
     kmeans = KMeans(n_clusters=num_clusters, n_init=n_init, random_state=seed)
     clusters = kmeans.fit_predict(np.asarray(features, dtype=np.float64).reshape(len(features), -1))
     return cluster_scores(clusters, labels, num_clusters, prefix=prefix)

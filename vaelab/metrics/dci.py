@@ -17,15 +17,17 @@ comparable with published `dci` numbers.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
 import scipy.stats
-from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
 
 from vaelab.metrics.ground_truth import as_ground_truth
 from vaelab.registry import METRICS
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
 
 __all__ = ["compute_dci", "compute_dci_fast", "dci_from_importance"]
 
@@ -87,6 +89,8 @@ def _dci(represent: Any, data: Any, rng: np.random.Generator, name: str, make_mo
 
 
 def _gradient_boosting(seed: int) -> GradientBoostingClassifier:
+    from sklearn.ensemble import GradientBoostingClassifier  # lazy: keeps `import vaelab` fast
+
     return GradientBoostingClassifier(random_state=seed)  # picklable, for the worker processes
 
 
@@ -142,6 +146,9 @@ def compute_dci_fast(
     def make(seed: int) -> ExtraTreesClassifier:
         # max_features=None: every split weighs every latent, so importance does not leak to
         # latents that were merely the only candidate at a node.
+        from sklearn.ensemble import ExtraTreesClassifier
+
+
         return ExtraTreesClassifier(n_estimators=n_estimators, max_depth=max_depth,
                                     max_features=None, random_state=seed, n_jobs=1)
 

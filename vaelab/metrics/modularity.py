@@ -14,18 +14,17 @@ then; with every class present, as on dSprites at these sizes, the numbers are t
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from vaelab.metrics._info import discretize, mutual_information
 from vaelab.metrics.ground_truth import as_ground_truth
 from vaelab.registry import METRICS
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 __all__ = ["compute_modularity_explicitness", "modularity_from_mi"]
 
@@ -43,6 +42,8 @@ def modularity_from_mi(mi: np.ndarray) -> float:
 
 
 def _mean_auc(model: LogisticRegression, x: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     proba = model.predict_proba(x)  # (n, classes)
     aucs = []
     for column, label in enumerate(model.classes_):
@@ -82,6 +83,10 @@ def compute_modularity_explicitness(
     y_test = truth.factors_of(test_index)[:, factors]
     binned = discretize(truth.binned_codes(x_train, bin_dtype), num_bins)
     modularity = modularity_from_mi(mutual_information(binned, y_train))
+    from sklearn.exceptions import ConvergenceWarning  # lazy: keeps `import vaelab` fast
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(x_train)
     s_train = scaler.transform(x_train)
     s_test = scaler.transform(x_test) if len(x_test) else x_test  # num_test=0: no test scores

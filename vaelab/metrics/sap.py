@@ -18,8 +18,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.svm import LinearSVC
 
 from vaelab.metrics.ground_truth import as_ground_truth
 from vaelab.registry import METRICS
@@ -44,6 +42,9 @@ def _accuracy_1d(x_train, y_train, x_test, y_test, scaling: str = "none") -> flo
         return float(np.mean(y_test == majority))
     mean, scale = (x_train.mean(), std) if scaling == "standardize" else (0.0, 1.0)
     # dual=False: the same L2 squared-hinge optimum, several times faster on one feature.
+    from sklearn.exceptions import ConvergenceWarning  # lazy: keeps `import vaelab` fast
+    from sklearn.svm import LinearSVC
+
     model = LinearSVC(C=0.01, class_weight="balanced", dual=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
