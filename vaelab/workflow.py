@@ -172,11 +172,17 @@ def redraw_stale_plots(run_dir: str | Path, verbose: bool = True) -> list[Path]:
     kinds = [name for name in plot_kind_order()
              if stale & set(PLOTS.get(name).filenames(PlotOptions()))]
     written: list[Path] = []
-    for kind in kinds:
-        try:
-            written += make_plots(run_dir, [kind], overwrite=True)
-        except (VaelabError, OSError, ValueError) as error:
-            print(f"warning: could not redraw the stale {kind} plot: {error}", file=sys.stderr)
+    if not kinds:
+        return written
+    try:  # one call: the run is loaded once for every kind
+        written = make_plots(run_dir, kinds, overwrite=True)
+    except (VaelabError, OSError, ValueError):
+        for kind in kinds:  # one kind failed: redraw the others, name the failures
+            try:
+                written += make_plots(run_dir, [kind], overwrite=True)
+            except (VaelabError, OSError, ValueError) as error:
+                print(f"warning: could not redraw the stale {kind} plot: {error}",
+                      file=sys.stderr)
     if verbose and written:
         print(f"redrew {len(written)} picture(s) in {Path(run_dir) / 'plots'} from the resumed "
               "model", file=sys.stderr)
