@@ -125,5 +125,28 @@ def test_block_size_does_not_change_entropies():
     mu, logvar = rng.normal(size=(3000, 4)), rng.normal(-3, 1, size=(3000, 4))
     z = mu[:700] + np.exp(0.5 * logvar[:700]) * rng.normal(size=(700, 4))
     old = estimate_entropies(z, mu, logvar, block=2**24)  # the earlier default: one block
-    for block in (2**18, 2**14, 1):
+    for block in (2**18, 2**14, 300):
         assert np.abs(estimate_entropies(z, mu, logvar, block=block) - old).max() < 1e-6
+
+
+def test_samples_far_from_every_component_fall_back_to_a_log_sum_exp():
+    # z = 1 under N(0, 1e-4): log q = -0.5 log(2 pi 1e-4) - 1 / (2e-4), whose exp underflows float32.
+    mu, logvar = np.zeros((3, 1)), np.full((3, 1), math.log(1e-4))
+    samples = np.array([[1.0], [0.0]])
+    expected = -0.5 * (-0.5 * math.log(2 * math.pi * 1e-4) - 5000.0
+                       - 0.5 * math.log(2 * math.pi * 1e-4))
+    np.testing.assert_allclose(estimate_entropies(samples, mu, logvar), [expected], rtol=1e-6)
+
+
+def test_tiles_and_workers_match_a_float64_log_sum_exp():
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(1)
+    mu, logvar = rng.normal(size=(5000, 3)), rng.normal(-4, 2, size=(5000, 3))
+    z = mu[:300] + np.exp(0.5 * logvar[:300]) * rng.normal(size=(300, 3))
+    log_q = -0.5 * (math.log(2 * math.pi) + logvar[None] + (z[:, None] - mu[None]) ** 2
+                    / np.exp(logvar[None]))  # (S, M, D)
+    oracle = -(logsumexp(log_q, axis=1) - math.log(len(mu))).mean(axis=0)
+    for tile, block, workers in ((1024, 2**18, 1), (1024, 2**18, 2), (97, 1000, 3), (5000, 2**24, 2)):
+        got = estimate_entropies(z, mu, logvar, block=block, tile=tile, workers=workers)
+        assert np.abs(got - oracle).max() < 1e-6, (tile, block, workers)
