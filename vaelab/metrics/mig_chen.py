@@ -19,14 +19,15 @@ at a time, in blocks of `block` values: `tile` components by block/tile samples,
 block stays in the core's cache however many components there are (the earlier blocks held all N
 components of one sample: 29 MB at N = 737,280, streamed from memory). Each block is
 sum_n w_n exp(-h_n (z - mu_n)^2) with w_n = 1 / sqrt(2 pi var_n), h_n = 1 / (2 var_n): sub, square,
-mul, exp and a matrix-vector product with w, summed over tiles in float64, with no max pass. That
-needs no shift: every sample is drawn from one of the components it is scored on, whose term is
-w exp(-eps^2 / 2) with eps its standard-normal draw, far above float32's underflow, and a term
-never exceeds its w. Samples whose sum underflows anyway (the public `estimate_entropies` takes any
-samples) are recomputed with a log-sum-exp. The latents run in parallel on the intra-op threads
-(one single-threaded worker per thread: 1.4-1.6x the two-thread speed of one op at a time).
-Measured here (idle, 2 threads, `benchmarks/metrics_speed.py --kernel`): 800-860 M log-densities/s,
-3x the earlier kernel (281 M/s at N = 737,280), within 1e-7 of float64.
+mul, a clamp of the exponent at -80 (torch's exp is ~15x slower where its result underflows, which
+is most components of a sharp latent), exp and a matrix-vector product with w, summed over tiles in
+float64, with no max pass. That needs no shift: every sample is drawn from one of the components
+it is scored on, whose term is w exp(-eps^2 / 2) with eps its standard-normal draw, far above the
+clamp, and a term never exceeds its w. Samples whose sum comes within e^20 of the clamp's floor
+(the public `estimate_entropies` takes any samples) are recomputed with a log-sum-exp. The latents
+run in parallel on the intra-op threads (one single-threaded worker per thread: 1.4-1.6x the
+two-thread speed of one op at a time). Measured here (idle, 2 threads): see the README's
+`benchmarks/metrics_speed.py --kernel` row; within 1e-7 of float64.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ from vaelab.registry import METRICS
 __all__ = ["compute_mig_chen", "estimate_entropies"]
 
 _LOG_2PI = math.log(2 * math.pi)
+#: exponents are clamped here: torch's exp runs ~15x slower on arguments whose result underflows
+#: float32 (below about -87), and a term of exp(-80) is below 1e-34 of its weight
+_FLOOR = -80.0
 
 
 def estimate_entropies(
@@ -85,9 +89,10 @@ def estimate_entropies(
             for zc, acc in zip(z[j, :, None].split(chunk), sums.split(chunk)):  # (c, 1), (c,)
                 for mu_p, neg_h_p, weight_p in tiles:
                     q = buffer[: len(zc) * len(mu_p)].view(len(zc), len(mu_p))
-                    torch.sub(zc, mu_p, out=q).square_().mul_(neg_h_p).exp_()
+                    torch.sub(zc, mu_p, out=q).square_().mul_(neg_h_p).clamp_(min=_FLOOR).exp_()
                     acc += torch.mv(q, weight_p)
-            low = torch.nonzero(sums < 1e-30).flatten()  # underflowed: redo with a log-sum-exp
+            # a sum near its floor (every term clamped) is redone exactly with a log-sum-exp
+            low = torch.nonzero(sums < math.exp(_FLOOR + 20.0) * float(weight[j].sum())).flatten()
             logs = sums.log()
             for i in low.tolist():
                 log_q = (weight[j].log() + (z[j, i] - mu_t[j]).square() * neg_h[j]).double()
