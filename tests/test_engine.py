@@ -463,3 +463,45 @@ def test_resume_redraws_the_plots_it_made_stale(tmp_path, tiny, capsys):
     assert "redrew 1 picture(s)" in capsys.readouterr().err
     assert (d / "plots" / "samples.png").read_bytes() != before  # drawn from the resumed model
     assert stale_plots(d) == ["plots/mine.png"]  # still named stale in the report
+
+
+def test_dynamic_binarisation_draws_a_fresh_bernoulli_image_per_step(tmp_path, tiny, monkeypatch):
+    from vaelab.data.base import ImageDataset
+    from vaelab.objectives.elbo import ELBO
+    from vaelab.registry import OBJECTIVES
+
+    seen = []
+
+    class Recording(ELBO):
+        def compute(self, model, batch, step):
+            if model.training:
+                seen.append((batch.index.clone(), batch.x.detach().clone()))
+            return super().compute(model, batch, step)
+
+    monkeypatch.setitem(OBJECTIVES._items, "recording", Recording)
+    # every pixel of item i is grey level g_i, so P(pixel = 1) = g_i / 255
+    grey = torch.arange(32, dtype=torch.uint8) * 8
+    dataset = ImageDataset(grey[:, None, None, None].expand(32, 1, 32, 32).contiguous(),
+                           name="toy_squares")
+    data = tiny(steps=40, batch_size=16, binarize="dynamic")
+    data["objective"] = {"name": "recording"}
+    fit(run_config_from_dict(data), tmp_path / "b", dataset=dataset)
+    index = torch.cat([s[0] for s in seen])
+    x = torch.cat([s[1] for s in seen])
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    # 1,024 pixels per image, 20 visits per item: the mean per item is within 0.01 of g / 255
+    means = torch.zeros(32).index_add_(0, index, x.flatten(1).mean(1)) / torch.bincount(index)
+    np.testing.assert_allclose(means.numpy(), grey.numpy() / 255, atol=0.01)
+    first, second = (x[index == 16][k] for k in (0, 1))  # one item's two visits differ
+    assert not torch.equal(first, second)
+    with pytest.raises(ValueError, match="binarize must be one of"):
+        run_config_from_dict(tiny(binarize="always"))
+
+
+def test_resume_with_dynamic_binarisation_is_exact(tmp_path, tiny):
+    base = tiny(steps=10, checkpoint_every=5, binarize="dynamic")
+    fit(run_config_from_dict(base), tmp_path / "straight")
+    fit(run_config_from_dict({**base, "train": {**base["train"], "steps": 5}}), tmp_path / "cut")
+    fit(run_config_from_dict(base), tmp_path / "cut", resume=True)
+    a, b = load_run(tmp_path / "straight"), load_run(tmp_path / "cut")
+    assert torch.equal(_params(a.model), _params(b.model))

@@ -142,6 +142,7 @@ def to_dict(obj: Any) -> Any:
 # Run config
 
 
+BINARIZE = ("none", "dynamic")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -171,6 +172,9 @@ class TrainConfig:
     progress: bool = True  # progress bar on stderr
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     channels_last: bool = True  # NHWC memory layout for conv models (faster on CPU and GPU)
+    binarize: str = "none"  # training images: "none" (as stored) | "dynamic" (every pixel drawn
+    #                         as Bernoulli(x) at each step, a fresh binary image per visit, for
+    #                         Bernoulli likelihoods on grey-level data such as MNIST)
     compile: bool = False  # torch.compile the model
     compile_mode: str = "default"  # torch.compile mode: "default" | "reduce-overhead" (CUDA
     #                                graphs on a GPU) | "max-autotune" | "max-autotune-no-cudagraphs"
@@ -205,6 +209,8 @@ class TrainConfig:
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got "
                              f"{self.compile_mode!r}")
+        if self.binarize not in BINARIZE:
+            raise ValueError(f"binarize must be one of {BINARIZE}, got {self.binarize!r}")
         if not 0.0 <= self.valid_holdout < 1.0:
             raise ValueError(f"valid_holdout must be in [0, 1), got {self.valid_holdout}")
         if self.early_stopping_delta < 0:

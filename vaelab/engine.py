@@ -497,6 +497,8 @@ def _loop(t: _Training) -> dict[str, Any]:
     try:
         while state["step"] < t.steps and not state["stopped_early"]:
             batch = t.dataset.batch_of(t.batches.next())
+            if train.binarize == "dynamic":  # the global generator: restored on resume
+                batch.x = torch.bernoulli(batch.x)
             if train.channels_last and batch.x.dim() == 4:
                 batch.x = batch.x.contiguous(memory_format=torch.channels_last)
             step_tensor += 1
