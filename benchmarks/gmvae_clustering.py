@@ -40,6 +40,8 @@ MODELS = {
     "gmvae_k30_balanced": ("gmvae_balanced_k30", []),
     # the same on dynamically binarised images (a fresh Bernoulli draw of every pixel per step)
     "gmvae_k30_balanced_bin": ("gmvae_balanced_k30", ["train.binarize=dynamic"]),
+    # the same with the learning rate on a cosine to zero
+    "gmvae_k30_balanced_cos": ("gmvae_balanced_k30", ["train.lr_schedule=cosine"]),
     "gmvae_seed_balanced": ("gmvae_mnist", ["objective.min_information_on=information",
                                             "objective.min_information=2.0794",
                                             "objective.balance=5"]),

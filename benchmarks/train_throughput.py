@@ -51,14 +51,15 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
               "MALLOC_TOP_PAD_": str(256 * 1024 * 1024)}
 
 
-def run_config(objective: str, batch_size: int, steps: int, precision: str):
+def run_config(objective: str, batch_size: int, steps: int, precision: str,
+               compile: bool = False):
     """The RunConfig the engine trains and the bare loop copies."""
     from vaelab.factory import run_config_from_dict
     from vaelab.workflow import build_run_config
 
     train = {"steps": steps, "batch_size": batch_size, "metrics": [], "progress": False,
              "checkpoint_every": 0, "tb_images": False, "precision": precision,
-             "accelerator": "cpu"}
+             "accelerator": "cpu", "compile": compile}
     if objective in PRESET_OF:
         overrides = [f"train.{k}={json.dumps(v) if isinstance(v, list) else v}"
                      for k, v in train.items()]
@@ -219,13 +220,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def _worker_vaelab(objective: str, steps: int, warmup: int, threads: int,
-                   precision: str) -> float:
+                   precision: str, compile: bool = False) -> float:
     import torch
 
     import vaelab
 
     torch.set_num_threads(threads)
-    config = run_config(objective, 64, warmup + steps, precision)
+    config = run_config(objective, 64, warmup + steps, precision, compile)
     return time_fit(config, vaelab.load_dataset("dsprites"), warmup, steps)
 
 
@@ -289,7 +290,8 @@ def peers_table(args) -> None:
                 best["vaelab"] = max(best["vaelab"], _run(
                     [sys.executable, __file__, "--worker", objective, "--steps", str(args.steps),
                      "--warmup", str(args.warmup), "--threads", str(args.threads),
-                     "--precision", args.precision], stock))
+                     "--precision", args.precision] + (["--compile"] if args.compile else []),
+                    stock))
                 for kind, env in (("stock", stock), ("tuned", tuned)):
                     best[kind] = max(best[kind], _run(
                         [python, str(HERE / "peers" / "pythae_worker.py"), objective, images,
@@ -312,6 +314,9 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--peers", action="store_true", help="also the pythae table")
+    parser.add_argument("--compile", action="store_true",
+                        help="vaelab's side of the peers table with train.compile=true (compiled "
+                             "during the warm-up steps, which are not timed)")
     parser.add_argument("--bare-autocast", choices=("forward", "update"), default="forward",
                         help="bf16: the bare loop autocasts the forward (as the engine) or the "
                              "whole update (terms and backward in bf16 too: not the same math)")
@@ -321,7 +326,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.worker:  # one timed vaelab run in a fresh process (the peers table)
         print(json.dumps(_worker_vaelab(args.worker, args.steps, args.warmup, args.threads,
-                                        args.precision)))
+                                        args.precision, args.compile)))
         return
     args.objectives = [o for o in args.objectives.split(",") if o]
     unknown = sorted(set(args.objectives) - set(OBJECTIVES))

@@ -505,3 +505,50 @@ def test_resume_with_dynamic_binarisation_is_exact(tmp_path, tiny):
     fit(run_config_from_dict(base), tmp_path / "cut", resume=True)
     a, b = load_run(tmp_path / "straight"), load_run(tmp_path / "cut")
     assert torch.equal(_params(a.model), _params(b.model))
+
+
+def test_cosine_schedule_sets_every_optimisers_rate(tmp_path, tiny, monkeypatch):
+    import math
+
+    from vaelab.objectives.factor import FactorVAE
+    from vaelab.registry import OBJECTIVES
+
+    rates = []
+
+    class Recording(FactorVAE):
+        def update(self, updater, model, batch, step):
+            rates.append((updater.optimizer.param_groups[0]["lr"],
+                          updater.own_optimizer.param_groups[0]["lr"]))
+            return super().update(updater, model, batch, step)
+
+    monkeypatch.setitem(OBJECTIVES._items, "recording", Recording)
+    data = tiny(steps=9, lr=1e-3, lr_schedule="cosine", lr_final=0.1)
+    data["objective"] = {"name": "recording"}
+    fit(run_config_from_dict(data), tmp_path / "c")
+    disc = rates[0][1]  # the discriminator's own starting rate
+    for step, (lr, own) in enumerate(rates):  # step t of T = 9: 0.1 + 0.9 (1 + cos(pi t / 8)) / 2
+        factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / 8))
+        assert lr == pytest.approx(1e-3 * factor, rel=1e-12), step
+        assert own == pytest.approx(disc * factor, rel=1e-12), step
+    assert rates[-1][0] == pytest.approx(1e-4)
+    for bad in ({"lr_schedule": "step"}, {"lr_final": 1.5}):
+        with pytest.raises(ValueError, match="lr_schedule must be|lr_final is a fraction"):
+            run_config_from_dict(tiny(**bad))
+
+
+def test_resume_with_a_cosine_schedule_is_exact(tmp_path, tiny):
+    # interrupted at step 5 (not a 5-step run resumed to 10: T is part of the schedule)
+    base = tiny(steps=10, checkpoint_every=0, lr_schedule="cosine")
+    fit(run_config_from_dict(base), tmp_path / "straight")
+    import signal
+
+    class CtrlC(Callback):
+        def on_step_end(self, ctx, step):
+            if step == 5:
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(run_config_from_dict(base), tmp_path / "cut", callbacks=[CtrlC()])
+    fit(run_config_from_dict(base), tmp_path / "cut", resume=True)
+    a, b = load_run(tmp_path / "straight"), load_run(tmp_path / "cut")
+    assert torch.equal(_params(a.model), _params(b.model))

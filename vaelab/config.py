@@ -143,6 +143,7 @@ def to_dict(obj: Any) -> Any:
 
 
 BINARIZE = ("none", "dynamic")
+LR_SCHEDULES = ("constant", "cosine")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -154,6 +155,9 @@ class TrainConfig:
     epochs: float = 0.0  # passes over the data, used when steps == 0
     batch_size: int = 64  # images per optimiser step (per device)
     lr: float = 5e-4  # Adam learning rate of the model
+    lr_schedule: str = "constant"  # "constant" | "cosine": every optimiser's rate follows
+    #                                lr_final + (lr - lr_final)(1 + cos(pi t / T)) / 2 over the run
+    lr_final: float = 0.0  # the cosine schedule's last rate, as a fraction of each starting rate
     adam_betas: tuple[float, float] = (0.9, 0.999)
     accelerator: str = "auto"  # "auto" | "cpu" | "cuda" | "mps" | "gpu"
     devices: int = 1  # devices per node (-1: all visible)
@@ -209,6 +213,11 @@ class TrainConfig:
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got "
                              f"{self.compile_mode!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_final <= 1.0:
+            raise ValueError(f"lr_final is a fraction of the starting rate, in [0, 1]; got "
+                             f"{self.lr_final}")
         if self.binarize not in BINARIZE:
             raise ValueError(f"binarize must be one of {BINARIZE}, got {self.binarize!r}")
         if not 0.0 <= self.valid_holdout < 1.0:

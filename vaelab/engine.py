@@ -502,6 +502,8 @@ def _loop(t: _Training) -> dict[str, Any]:
             if train.channels_last and batch.x.dim() == 4:
                 batch.x = batch.x.contiguous(memory_format=torch.channels_last)
             step_tensor += 1
+            if train.lr_schedule != "constant":
+                _schedule_lr(t, state["step"])
             terms = t.objective.update(t.updater, t.fmodel, batch, step_tensor)
             state["step"] += 1
             step = t.ctx.step = state["step"]
@@ -537,6 +539,21 @@ def _loop(t: _Training) -> dict[str, Any]:
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
     return progress
+
+
+def _schedule_lr(t: _Training, step: int) -> None:
+    """Sets every optimiser's rate for step `step` + 1 (of `t.steps`) from its starting rate.
+
+    Stateless: the starting rate is kept in each param group as `initial_lr` (saved with the
+    optimiser, so a resumed run follows the same schedule) and the rate is a function of the step.
+    """
+    train = t.config.train
+    progress = min(1.0, step / max(1, t.steps - 1))
+    factor = train.lr_final + (1.0 - train.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    for optimizer in (t.updater.optimizer, t.updater.own_optimizer):
+        for group in getattr(optimizer, "param_groups", ()):
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
 
 
 def _accumulate(state: dict[str, Any], terms: dict[str, torch.Tensor]) -> None:
