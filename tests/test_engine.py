@@ -46,6 +46,22 @@ def _params(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
+def _straight_and_resumed(base, tmp_path, at):
+    """Runs `base` straight, and again Ctrl-C'd at step `at` then resumed; returns both runs."""
+    import signal
+
+    class CtrlC(Callback):
+        def on_step_end(self, ctx, step):
+            if step == at:
+                signal.raise_signal(signal.SIGINT)
+
+    fit(run_config_from_dict(base), tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt, match=f"stopped at step {at}"):
+        fit(run_config_from_dict(base), tmp_path / "cut", callbacks=[CtrlC()])
+    fit(run_config_from_dict(base), tmp_path / "cut", resume=True)
+    return load_run(tmp_path / "straight"), load_run(tmp_path / "cut")
+
+
 @pytest.mark.parametrize("objective", ["beta_tcvae", "factor_vae"])
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, tiny, objective):
     base = tiny(steps=14, checkpoint_every=0)
@@ -178,20 +194,8 @@ def test_validation_terms_are_the_eval_mode_average_over_the_held_out_items(tmp_
 
 
 def test_resume_with_validation_is_exact(tmp_path, tiny):
-    import signal
-
     base = tiny(steps=12, valid_every=3, valid_holdout=0.25, early_stopping=5)
-    fit(run_config_from_dict(base), tmp_path / "straight")
-
-    class CtrlC(Callback):
-        def on_step_end(self, ctx, step):
-            if step == 7:
-                signal.raise_signal(signal.SIGINT)
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(run_config_from_dict(base), tmp_path / "cut", callbacks=[CtrlC()])
-    fit(run_config_from_dict(base), tmp_path / "cut", resume=True)
-    a, b = load_run(tmp_path / "straight"), load_run(tmp_path / "cut")
+    a, b = _straight_and_resumed(base, tmp_path, at=7)
     assert torch.equal(_params(a.model), _params(b.model))
     assert (tmp_path / "straight" / "valid_log.csv").read_text() == \
         (tmp_path / "cut" / "valid_log.csv").read_text()
@@ -539,16 +543,5 @@ def test_cosine_schedule_sets_every_optimisers_rate(tmp_path, tiny, monkeypatch)
 def test_resume_with_a_cosine_schedule_is_exact(tmp_path, tiny):
     # interrupted at step 5 (not a 5-step run resumed to 10: T is part of the schedule)
     base = tiny(steps=10, checkpoint_every=0, lr_schedule="cosine")
-    fit(run_config_from_dict(base), tmp_path / "straight")
-    import signal
-
-    class CtrlC(Callback):
-        def on_step_end(self, ctx, step):
-            if step == 5:
-                signal.raise_signal(signal.SIGINT)
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(run_config_from_dict(base), tmp_path / "cut", callbacks=[CtrlC()])
-    fit(run_config_from_dict(base), tmp_path / "cut", resume=True)
-    a, b = load_run(tmp_path / "straight"), load_run(tmp_path / "cut")
+    a, b = _straight_and_resumed(base, tmp_path, at=5)
     assert torch.equal(_params(a.model), _params(b.model))

@@ -94,8 +94,9 @@ def estimate_entropies(
             # a sum near its floor (every term clamped) is redone exactly with a log-sum-exp
             low = torch.nonzero(sums < math.exp(_FLOOR + 20.0) * float(weight[j].sum())).flatten()
             logs = sums.log()
+            log_weight = weight[j].log() if len(low) else None
             for i in low.tolist():
-                log_q = (weight[j].log() + (z[j, i] - mu_t[j]).square() * neg_h[j]).double()
+                log_q = (log_weight + (z[j, i] - mu_t[j]).square() * neg_h[j]).double()
                 logs[i] = torch.logsumexp(log_q, dim=0)
         return float(logs.sum())
 
