@@ -123,10 +123,10 @@ def test_show_list_presets_and_encode(tmp_path, capsys):
     assert main(["show", "default", "--set", "objective.beta=3"]) == 0
     out = capsys.readouterr().out
     config = json.loads(out[: out.rindex("}") + 1])
-    assert config["objective"]["beta"] == 3.0 and "# 6000 steps of batch 64 on dsprites" in out
+    assert config["objective"]["beta"] == 3.0 and "# 12000 steps of batch 32 on dsprites" in out
     assert main(["list", "presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert any(line.startswith("default ") and "6000 steps of batch 64 on dsprites (offline)"
+    assert any(line.startswith("default ") and "12000 steps of batch 32 on dsprites (offline)"
                in line for line in lines)
     assert any(line.startswith("betaH_celeba ") and "(needs a download)" in line for line in lines)
     assert main(["train", "--out", str(tmp_path), "--name", "e", *TOY]) == 0

@@ -107,8 +107,8 @@ def _builtin() -> dict[str, dict[str, Any]]:
         "objective": {"name": "beta_tcvae", "alpha": 1.0, "beta": 16.0, "gamma": 1.0,
                       "warmup_steps": 1000},
         "data": {"name": "dsprites"},
-        "train": {"steps": 6000, "batch_size": 64, "lr": 1e-3, "lr_schedule": "cosine",
-                  "checkpoint_every": 2000, "log_every": 50, "gif_every": 500},
+        "train": {"steps": 12000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "cosine",
+                  "checkpoint_every": 4000, "log_every": 50, "gif_every": 1000},
     }
     return presets
 
