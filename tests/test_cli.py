@@ -11,6 +11,7 @@ from importlib import resources
 import pytest
 
 from vaelab.cli import main
+from vaelab.runs import checkpoint_path, load_checkpoint
 
 TOY = ["--set", "data.name=toy_squares", "--set", "train.steps=6", "--set", "train.batch_size=16",
        "--set", "train.log_every=3", "--set", "train.metrics=", "--set", "model.latent_dim=3",
@@ -130,6 +131,9 @@ def test_show_list_presets_and_encode(tmp_path, capsys):
                in line for line in lines)
     assert any(line.startswith("betaH_celeba ") and "(needs a download)" in line for line in lines)
     assert main(["train", "--out", str(tmp_path), "--name", "e", *TOY]) == 0
+    # the main job's cosine rate through the CLI: 1e-3 at the start, 0 at the last of its steps
+    (group,) = load_checkpoint(checkpoint_path(tmp_path / "e"))["optimizer"]["param_groups"]
+    assert group["initial_lr"] == 1e-3 and group["lr"] == pytest.approx(0.0, abs=1e-12)
     assert main(["encode", str(tmp_path / "e"), "--limit", "50"]) == 0
     with np.load(tmp_path / "e" / "latents.npz") as saved:
         assert saved["codes"].shape == (50, 3) and saved["z_logvar"].shape == (50, 3)
