@@ -4,7 +4,8 @@ direct transcription of the textbook per-factor MIG loop (disentanglement_lib's 
 encoded once, encoding included) through `evaluate_run` and `vaelab eval`, fp32 and bf16.
 
     python benchmarks/metrics_speed.py [--skip dci,mig_chen] [--no-points] [--no-grid]
-        [--grid-modes api-fp32-capped,api-fp32,cli-fp32,api-bf16,cli-bf16] [--bf16-tolerance N]
+        [--grid-modes api-fp32-capped,api-fp32,cli-fp32,api-bf16,cli-bf16,api-bf16-eager]
+        [--bf16-tolerance N]
         [--grid-metric mig_chen]
         [--encode-rates N] [--kernel S] [--device cpu]
 
@@ -97,6 +98,9 @@ mode, run_dir, precision, device, metric = sys.argv[1:6]
 if mode == "capped":  # the allocator tuning before it kept blocks above 32 MiB (glibc's cap)
     from vaelab.perf import tune_allocator
     tune_allocator(mmap_threshold=32 * 1024 * 1024)
+if mode == "eager":  # the encoder as before the oneDNN path: eager, channels-last
+    from vaelab.models.vae import GaussianVAE
+    GaussianVAE.inference_posterior = lambda self, dtype: None
 from vaelab.metrics.evaluate import evaluate_run
 start = time.perf_counter()
 scores = evaluate_run(run_dir, metrics=metric, options={"mig": {"num_train": "all"}},
@@ -123,7 +127,8 @@ def time_full_grid(device: str, modes: list[str], metric: str = "mig") -> None:
     `metric="mig_chen"` times Chen et al.'s estimator instead (it always uses every image).
 
     api-*: `evaluate_run` from Python; cli-*: `vaelab eval --option mig.num_train=all`;
-    *-capped: the allocator tuning capped at 32 MiB as before (large blocks fault).
+    *-capped: the allocator tuning capped at 32 MiB as before (large blocks fault);
+    api-*-eager: the eager encoder, without the oneDNN path (`vaelab.models.onednn`).
     """
     import json
     import subprocess
@@ -185,13 +190,16 @@ from vaelab.metrics.ground_truth import as_ground_truth, model_encoder
 dataset = vaelab.load_dataset("dsprites")
 model = vaelab.create_model("burgess", channels=1, image_size=64, latent_dim=10)
 model.load_state_dict(torch.load(weights, map_location="cpu"))
-truth = as_ground_truth(model_encoder(model.eval(), precision=precision), dataset, batch_size=1024)
+packed = len(sys.argv) < 6 or sys.argv[5] != "eager"
+truth = as_ground_truth(model_encoder(model.eval(), precision=precision, packed=packed), dataset,
+                        batch_size=1024)
 truth.codes(np.arange(1024))  # warm-up batch
 before, start, load = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), os.getloadavg()[0]
 truth.codes(np.arange(1024, 1024 + n))
 after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
 user, kernel = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
-print(f"{mode:<7s} {precision}: {n / (user + kernel):6.0f} img/CPU-s (user {user:5.1f} s, "
+path = "packed" if packed else "eager"
+print(f"{mode:<7s} {precision} {path:<6s}: {n / (user + kernel):6.0f} img/CPU-s (user {user:5.1f} s, "
       f"kernel {kernel:4.1f} s), {(after.ru_minflt - before.ru_minflt) / n:6.1f} faults/img, "
       f"wall {n / wall:5.0f} img/s, load {load:.1f}->{os.getloadavg()[0]:.1f}")
 """
@@ -211,11 +219,13 @@ def encode_rates(n: int) -> None:
         return
     print(f"encoding {n} dSprites images, batch 1024, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, one fresh process each:")
-    runs = [("stock", "fp32"), ("capped", "fp32"), ("tuned", "fp32")]
-    runs += [("tuned", "bf16")] if bf16_supported("cpu") else []
-    for mode, precision in runs:
+    runs = [("stock", "fp32", "packed"), ("capped", "fp32", "packed"),
+            ("tuned", "fp32", "eager"), ("tuned", "fp32", "packed")]
+    if bf16_supported("cpu"):
+        runs += [("tuned", "bf16", "eager"), ("tuned", "bf16", "packed")]
+    for mode, precision, path in runs:
         out = subprocess.run([sys.executable, "-c", _ENCODE_RATE, mode, precision, str(n),
-                              str(weights)], capture_output=True, text=True, check=True)
+                              str(weights), path], capture_output=True, text=True, check=True)
         print("  " + out.stdout.strip(), flush=True)
 
 

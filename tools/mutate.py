@@ -156,6 +156,15 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("many-to-one: unseen cluster counted right", "vaelab/metrics/clusters.py",
      "predicted = [mapping.get(int(c), None) for c in np.asarray(clusters)]",
      "predicted = [mapping.get(int(c), y) for c, y in zip(np.asarray(clusters), labels)]", GM),
+    # -- the oneDNN inference path of the encoders
+    ("onednn: ReLU dropped", "vaelab/models/onednn.py",
+     "                h = torch.relu_(h)", "                pass", ["tests/models/test_onednn.py"]),
+    ("onednn: weights packed once, never refreshed", "vaelab/models/onednn.py",
+     "if fingerprint != self._versions:", "if not self._versions:",
+     ["tests/models/test_onednn.py"]),
+    ("onednn: a replaced parameter's storage not seen", "vaelab/models/onednn.py",
+     "(id(conv), p._version, p.data_ptr())", "(id(conv), p._version, 0)",
+     ["tests/models/test_onednn.py"]),
 ]
 
 

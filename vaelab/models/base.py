@@ -22,7 +22,7 @@ every model and need no override.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,16 @@ class Model(nn.Module):
     def decode(self, latents: Mapping[str, Tensor]) -> Tensor:
         """Decoder logits (B, C, H, W) from a mapping holding every name of `decoder_inputs`."""
         raise NotImplementedError
+
+    def inference_posterior(self, dtype: torch.dtype) -> Callable[[Tensor], dict] | None:
+        """A faster inference-only `posterior` on CPU, computing in `dtype` (torch.float32 or
+        torch.bfloat16), or None when the model has none (then `posterior` is used).
+
+        Used under `torch.inference_mode` by the metrics' encoder (`model_encoder`); the
+        Burgess VAE's runs its convolutions in oneDNN's blocked layout
+        (`vaelab.models.onednn`). The default is None.
+        """
+        return None
 
     def sample_prior(
         self, n: int, generator: torch.Generator | None = None, **given: Any

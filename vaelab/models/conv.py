@@ -237,7 +237,22 @@ class ConvEncoder(nn.Module):
         self.logvar_layer = nn.Linear(flat_size, config.latent_dim)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.blocks(x).flatten(1)  # (B, F) with F = C_L * H_L * W_L, NCHW order
+        return self.head(self.blocks(x))
+
+    def conv_stack(self) -> list[tuple[nn.Conv2d, bool]] | None:
+        """The convolutions and their ReLUs (for `vaelab.models.onednn`), or None when a
+        block has a layer oneDNN tensors lack (LeakyReLU, batch norm)."""
+        stack = []
+        for block in self.blocks:
+            layers = list(block)
+            if len(layers) != 2 or not isinstance(layers[1], nn.ReLU):
+                return None
+            stack.append((layers[0], True))
+        return stack
+
+    def head(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) from the last block's activations."""
+        h = h.flatten(1)  # (B, F) with F = C_L * H_L * W_L, NCHW order
         return self.mean_layer(h), self.logvar_layer(h)
 
 

@@ -12,7 +12,7 @@ instead of clamped logs), and sampling is explicit (`sample=True`) instead of ti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,16 @@ class BurgessEncoder(nn.Module):
         h = torch.relu(self.conv3(h))
         if self.conv_64 is not None:
             h = torch.relu(self.conv_64(h))  # (B, 32, 4, 4)
+        return self.head(h)
+
+    def conv_stack(self) -> list[tuple[nn.Conv2d, bool]]:
+        """The convolutions, each followed by a ReLU (for `vaelab.models.onednn`)."""
+        convs = [self.conv1, self.conv2, self.conv3] + (
+            [self.conv_64] if self.conv_64 is not None else [])
+        return [(conv, True) for conv in convs]
+
+    def head(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) from the last convolution's activations (B, 32, 4, 4)."""
         h = h.flatten(1)  # (B, 512), NCHW order whatever the memory layout
         h = torch.relu(self.lin1(h))
         h = torch.relu(self.lin2(h))
@@ -171,6 +181,21 @@ class GaussianVAE(Model):
     def posterior(self, x: Tensor) -> dict[str, DiagonalGaussian]:
         mu, logvar = self.encoder(x)
         return {"z": DiagonalGaussian(mu, logvar)}
+
+    def inference_posterior(self, dtype: torch.dtype) -> Callable[[Tensor], dict] | None:
+        """`posterior` with the encoder's conv stack prepacked for oneDNN (`Model`), when the
+        encoder declares one (`conv_stack`) and oneDNN is available; else None."""
+        from vaelab.models.onednn import packed_encoder
+
+        packed = packed_encoder(self.encoder, dtype)
+        if packed is None:
+            return None
+
+        def posterior(x: Tensor) -> dict[str, DiagonalGaussian]:
+            mu, logvar = packed(x)
+            return {"z": DiagonalGaussian(mu, logvar)}
+
+        return posterior
 
     def decode(self, latents: Mapping[str, Tensor]) -> Tensor:
         """Decoder logits (B, C, H, W) of `latents["z"]` (B, D)."""
