@@ -57,6 +57,9 @@ def test_packed_bf16_codes_track_the_eager_bf16_and_fp32_codes():
     assert not torch.equal(mu16, mu32)  # it did compute in bf16
     for ours, ref in ((mu16, mu_e16), (lv16, lv_e16), (mu16, mu32), (lv16, lv32)):
         assert (ours - ref).abs().max() <= 0.02 * ref.abs().max()  # 8 bits of mantissa
+    with torch.inference_mode():  # on its own, outside the metrics' autocast
+        alone = model.inference_posterior(torch.bfloat16)(x)["z"].mean.float()
+    assert (alone - mu32).abs().max() <= 0.02 * mu32.abs().max()
 
 
 def test_packed_weights_follow_an_optimiser_step():

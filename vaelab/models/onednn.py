@@ -86,7 +86,10 @@ class PackedEncoder:
         if torch.is_grad_enabled():
             raise RuntimeError("PackedEncoder is inference-only: call it under "
                                "torch.inference_mode() or torch.no_grad()")
-        return self.encoder.head(self.features(x))
+        features = self.features(x)
+        # The dense head as under the eager path's bf16 autocast (a no-op in fp32).
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+            return self.encoder.head(features)
 
 
 def packed_encoder(encoder: nn.Module, dtype: torch.dtype) -> PackedEncoder | None:
