@@ -44,6 +44,8 @@ def test_packed_fp32_codes_equal_the_eager_encoder(size):
     for ours, ref in ((mu, mu_ref), (logvar, logvar_ref), (mu, mu_plain), (logvar, logvar_plain)):
         assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
     assert mu.std(0).min() > 1e-3  # the codes vary with the image (not a constant output)
+    cl = packed(x.contiguous(memory_format=torch.channels_last))[0]  # any input layout
+    assert torch.allclose(cl, mu, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no native bf16")

@@ -55,7 +55,7 @@ def model_encoder(model: nn.Module, channels_last: bool = True, precision: str =
 
     Args:
         model: a vaelab model.
-        channels_last: convert 4-D inputs to channels-last.
+        channels_last: convert 4-D inputs to channels-last (on the eager path).
         precision: "fp32" (default, reproducible) or "bf16" (bf16 autocast: about 2x faster on
             CPUs with AVX-512 BF16; codes to ~3 significant digits, so histogram metrics move by
             up to about 0.01, see the README). "bf16" on a device without native bf16 raises.

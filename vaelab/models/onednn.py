@@ -58,7 +58,7 @@ class PackedEncoder:
 
     def _fingerprint(self) -> list[tuple[int, int, int]]:
         # Re-read the stack: a replaced layer or parameter is seen as well as an in-place update.
-        self.stack = list(self.encoder.conv_stack())
+        self.stack = list(self.encoder.conv_stack() or ())
         return [(id(conv), p._version, p.data_ptr())
                 for conv, _ in self.stack for p in conv.parameters()]
 
