@@ -9,6 +9,7 @@ one row per model and seed, then the mean and best, wall time and images/s per r
     python3 benchmarks/gmvae_clustering.py                      # 3 seeds, the README's models
     python3 benchmarks/gmvae_clustering.py --seeds 1 --steps 2000 --models gmvae_k30
     python3 benchmarks/gmvae_clustering.py --jobs 2             # two runs at a time, 1 thread each
+    python3 benchmarks/gmvae_clustering.py --models gmvae_k30_balanced --set model.dropout=0.1
 """
 
 from __future__ import annotations
@@ -51,13 +52,14 @@ VAE_BASELINE = ("seedvae_mnist", [])
 README_MODELS = ("gmvae_k30_balanced", "gmvae_k30", "gmvae_seed_balanced", "gmvae_seed")
 
 
-def _train(key: str, seed: int, steps: int, out: Path, threads: int):
+def _train(key: str, seed: int, steps: int, out: Path, threads: int, extra_set=()):
     import torch
 
     import vaelab
 
     torch.set_num_threads(threads)
     preset, extra = MODELS[key] if key in MODELS else VAE_BASELINE
+    extra = [*extra, *(extra_set if key in MODELS else ())]
     overrides = [*extra, f"seed={seed}", "data.split=test", "data.valid_size=0", f"train.steps={steps}",
                  "train.epochs=0", "train.valid_every=0", "train.early_stopping=0", "train.keep_best=false",
                  "train.checkpoint_every=0", "train.metrics=", "train.progress=false",
@@ -68,13 +70,13 @@ def _train(key: str, seed: int, steps: int, out: Path, threads: int):
     return run, time.perf_counter() - start
 
 
-def _job(key: str, seed: int, steps: int, out: Path, threads: int) -> dict:
+def _job(key: str, seed: int, steps: int, out: Path, threads: int, extra_set=()) -> dict:
     """Trains one model and returns its scores (a GMVAE's clusters, a plain VAE's codes)."""
     import vaelab
     from vaelab.metrics.clusters import evaluate_clusters
     from vaelab.viz.latents import encode_means
 
-    run, seconds = _train(key, seed, steps, out, threads)
+    run, seconds = _train(key, seed, steps, out, threads, extra_set)
     test = vaelab.load_dataset("mnist", split="test", image_size=28)
     result = {"model": key, "seed": seed, "seconds": seconds,
               "images_per_s": run.summary["images_per_s"]}
@@ -97,6 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-baselines", action="store_true",
                         help="skip the k-means baselines and the plain VAE (for quick ablations)")
     parser.add_argument("--keep", default="", help="keep the runs in this folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for every GMVAE trained (for ablations), repeatable")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.models) - set(MODELS))
     if unknown:
@@ -118,12 +122,15 @@ def main(argv=None) -> int:
     print("data: the 10,000 MNIST test images (the only MNIST available offline); models are "
           f"trained and scored on them; {args.jobs} run(s) at a time, {args.threads} thread(s) each, "
           f"load average {os.getloadavg()[0]:.1f}")
+    if args.set:
+        print("every GMVAE with: " + " ".join(args.set))
     jobs = [(m, s) for m in args.models for s in range(1, args.seeds + 1)]
     jobs += [] if args.no_baselines else [("plain_vae", 1)]
     rows, vae = [], None
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = [pool.submit(_job, m, s, args.steps, out, args.threads) for m, s in jobs]
+        futures = [pool.submit(_job, m, s, args.steps, out, args.threads, args.set)
+                   for m, s in jobs]
         for future in as_completed(futures):
             r = future.result()
             if "codes" in r:
