@@ -90,6 +90,7 @@ def _job(key: str, seed: int, steps: int, out: Path, threads: int, extra_set=())
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds first-seed .. +seeds-1")
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--models", nargs="*", default=list(README_MODELS),
                         help=f"any of {', '.join(MODELS)}")
@@ -124,7 +125,8 @@ def main(argv=None) -> int:
           f"load average {os.getloadavg()[0]:.1f}")
     if args.set:
         print("every GMVAE with: " + " ".join(args.set))
-    jobs = [(m, s) for m in args.models for s in range(1, args.seeds + 1)]
+    jobs = [(m, s) for m in args.models
+            for s in range(args.first_seed, args.first_seed + args.seeds)]
     jobs += [] if args.no_baselines else [("plain_vae", 1)]
     rows, vae = [], None
     context = multiprocessing.get_context("spawn")
