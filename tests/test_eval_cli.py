@@ -261,3 +261,26 @@ def test_kl_decomposition_is_scored_on_the_held_out_split(run_dir):
     expected = METRICS.get("kl_decomposition")(
         as_ground_truth(model_encoder(run.model), test), None, np.random.default_rng(0))
     assert scores == expected and scores["kl_decomposition.batch_size"] == 150
+
+
+def test_cli_eval_encodes_through_the_onednn_path_with_the_eager_scores(run_dir, monkeypatch):
+    from vaelab.models import onednn
+    from vaelab.models.vae import GaussianVAE
+
+    if not onednn.available():
+        pytest.skip("this PyTorch has no oneDNN")
+    calls = []
+    original = onednn.PackedEncoder.__call__
+    monkeypatch.setattr(onednn.PackedEncoder, "__call__",
+                        lambda self, x: calls.append(len(x)) or original(self, x))
+    args = ["eval", str(run_dir), "--metrics", "mig", "--quiet", "--option", "mig.num_train=all"]
+    assert main(args) == 0
+    packed = json.loads((run_dir / "metrics.json").read_text())
+    assert sum(calls) == packed["protocol"]["metrics"]["mig"]["images_encoded"] == 192
+    monkeypatch.setattr(GaussianVAE, "inference_posterior", lambda self, dtype: None)
+    (run_dir / "metrics.json").unlink()
+    assert main(args) == 0
+    eager = json.loads((run_dir / "metrics.json").read_text())
+    assert sum(calls) == 192  # not called again: the eager path encoded
+    assert {k: v for k, v in packed.items() if k.startswith("mig")} == {
+        k: v for k, v in eager.items() if k.startswith("mig")}

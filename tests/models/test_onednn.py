@@ -107,6 +107,9 @@ def test_conv_vae_is_packed_with_relu_and_no_norm_and_eager_otherwise():
         expected = plain.encoder(x)
     for ours, ref in zip(encode(x), expected):
         assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    relu_bn = vaelab.create_model("conv", latent_dim=3, channels=1, image_height=32,
+                                  image_width=32, activation="relu", norm="batch")
+    assert relu_bn.encoder.conv_stack() is None and not model_encoder(relu_bn).packed
     seed_like = vaelab.create_model("conv", latent_dim=3, channels=1, image_height=32,
                                     image_width=32).eval()  # LeakyReLU and batch norm
     encode = model_encoder(seed_like)
@@ -128,4 +131,18 @@ def test_packed_encoder_refuses_gradients_and_bad_dtypes():
     with pytest.raises(RuntimeError, match="inference-only"):
         packed(_images(2, 32))
     with pytest.raises(ValueError, match="dtype must be"):
-        onednn.PackedEncoder(model.encoder, model.encoder.conv_stack(), torch.float16)
+        onednn.PackedEncoder(model.encoder, torch.float16)
+
+
+def test_a_stack_that_stops_being_packable_falls_back_to_the_eager_forward(monkeypatch):
+    torch.manual_seed(0)
+    model = _noisy(vaelab.create_model("burgess", latent_dim=4, channels=1, image_size=32))
+    encode = model_encoder(model)
+    x = _images(8, 32)
+    encode(x)  # packed once
+    with torch.no_grad():
+        model.encoder.conv2.weight.mul_(-1.0)
+        expected = model.encoder(x)[0]
+    monkeypatch.setattr(model.encoder, "conv_stack", lambda: None)
+    assert torch.allclose(encode(x)[0], expected, rtol=1e-5,
+                          atol=1e-5 * expected.abs().max().item())

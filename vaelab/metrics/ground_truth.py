@@ -73,14 +73,11 @@ def model_encoder(model: nn.Module, channels_last: bool = True, precision: str =
             "or AMX, or a CUDA device of compute capability 8+); use precision 'fp32'"
         )
 
-    posterior = model.posterior
     fast = None
-    if packed and device.type == "cpu":
-        inference_posterior = getattr(model, "inference_posterior", None)
-        if inference_posterior is not None:
-            fast = inference_posterior(torch.bfloat16 if precision == "bf16" else torch.float32)
-    if fast is not None:
-        posterior = fast
+    inference_posterior = getattr(model, "inference_posterior", None)
+    if packed and device.type == "cpu" and inference_posterior is not None:
+        fast = inference_posterior(torch.bfloat16 if precision == "bf16" else torch.float32)
+    posterior = fast or model.posterior
 
     def encode(x: Tensor) -> tuple[Tensor, Tensor | None]:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,

@@ -17,8 +17,8 @@ supported: the path is only used under `torch.inference_mode` (metrics, pictures
 An encoder opts in by defining `conv_stack()` -> [(Conv2d, relu_after)] (or None when some
 layer has no oneDNN counterpart, e.g. LeakyReLU or batch norm) and `head(features)` ->
 (mu, logvar). The packed weights are a snapshot: `PackedEncoder` repacks them whenever a
-source parameter was modified in place (an optimiser step), so it never encodes with stale
-weights.
+source parameter was modified in place (an optimiser step) or replaced, so it never encodes
+with stale weights.
 """
 
 from __future__ import annotations
@@ -37,44 +37,52 @@ def available() -> bool:
     return bool(torch.backends.mkldnn.is_available())
 
 
+def _packable(stack: Sequence[tuple[nn.Module, bool]] | None) -> bool:
+    """Whether every layer of `stack` is a CPU `Conv2d` that `to_mkldnn` converts as it is."""
+    return bool(stack) and all(
+        isinstance(conv, nn.Conv2d) and conv.weight.device.type == "cpu"
+        and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+        for conv, _ in stack)
+
+
 class PackedEncoder:
     """`encoder`'s forward (x -> (mu, logvar)) with its conv stack prepacked for oneDNN.
 
+    The stack is read from `encoder.conv_stack()` at every call: weights updated in place, a
+    replaced parameter or a replaced layer are repacked. Should the stack stop being packable
+    (None, or a layer oneDNN cannot take), the call falls back to the encoder's own forward.
+
     Args:
         encoder: a module with `conv_stack()` and `head()` (module docstring).
-        stack: its `conv_stack()`.
         dtype: torch.float32, or torch.bfloat16 (on CPUs with native bf16).
     """
 
-    def __init__(self, encoder: nn.Module, stack: Sequence[tuple[nn.Conv2d, bool]],
-                 dtype: torch.dtype) -> None:
+    def __init__(self, encoder: nn.Module, dtype: torch.dtype) -> None:
         if dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
         self.encoder = encoder
-        self.stack = list(stack)
         self.dtype = dtype
-        self._versions: list[tuple[int, int, int]] = []
+        self._fingerprint: list[tuple[int, int, int]] = []
         self._packed: list[tuple[nn.Module, bool]] = []
 
-    def _fingerprint(self) -> list[tuple[int, int, int]]:
-        # Re-read the stack: a replaced layer or parameter is seen as well as an in-place update.
-        self.stack = list(self.encoder.conv_stack() or ())
-        return [(id(conv), p._version, p.data_ptr())
-                for conv, _ in self.stack for p in conv.parameters()]
+    def _refresh(self) -> bool:
+        """Repack when the stack changed since the last call; False when it is not packable."""
+        stack = self.encoder.conv_stack()
+        if not _packable(stack):
+            return False
+        fingerprint = [(id(conv), p._version, p.data_ptr())
+                       for conv, _ in stack for p in conv.parameters()]
+        if fingerprint != self._fingerprint:
+            from torch.utils import mkldnn
 
-    def _pack(self, fingerprint: list[tuple[int, int, int]]) -> None:
-        from torch.utils import mkldnn
-
-        with torch.no_grad():
-            self._packed = [(mkldnn.to_mkldnn(copy.deepcopy(conv).float().eval(), self.dtype),
-                             relu) for conv, relu in self.stack]
-        self._versions = fingerprint
+            with torch.no_grad():
+                self._packed = [(mkldnn.to_mkldnn(copy.deepcopy(conv).float().eval(),
+                                                  self.dtype), relu) for conv, relu in stack]
+            self._fingerprint = fingerprint
+        return True
 
     def features(self, x: Tensor) -> Tensor:
-        """The conv stack's output as a plain (NCHW) tensor of `dtype`."""
-        fingerprint = self._fingerprint()
-        if fingerprint != self._versions:
-            self._pack(fingerprint)
+        """The conv stack's output as a plain (NCHW) tensor of `dtype` (stack packable)."""
         h = x.to(self.dtype).to_mkldnn()
         for conv, relu in self._packed:
             h = conv(h)
@@ -86,23 +94,16 @@ class PackedEncoder:
         if torch.is_grad_enabled():
             raise RuntimeError("PackedEncoder is inference-only: call it under "
                                "torch.inference_mode() or torch.no_grad()")
-        features = self.features(x)
-        # The dense head as under the eager path's bf16 autocast (a no-op in fp32).
+        # Under bf16 the dense head runs as under the eager path's autocast (fp32: a no-op).
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
-            return self.encoder.head(features)
+            if not self._refresh():
+                return self.encoder(x)
+            return self.encoder.head(self.features(x))
 
 
 def packed_encoder(encoder: nn.Module, dtype: torch.dtype) -> PackedEncoder | None:
     """A `PackedEncoder` of `encoder`, or None where oneDNN or the encoder cannot take it."""
-    if not available():
-        return None
     conv_stack = getattr(encoder, "conv_stack", None)
-    stack = conv_stack() if conv_stack is not None else None
-    if not stack:
+    if not available() or conv_stack is None or not _packable(conv_stack()):
         return None
-    for conv, _ in stack:
-        weight = conv.weight
-        if (not isinstance(conv, nn.Conv2d) or weight.device.type != "cpu"
-                or conv.padding_mode != "zeros" or isinstance(conv.padding, str)):
-            return None
-    return PackedEncoder(encoder, stack, dtype)
+    return PackedEncoder(encoder, dtype)
