@@ -39,7 +39,8 @@ def test_domain_alignment_from_the_cli(ugvae_run, capsys):
 def test_global_structure_and_bn_modes(ugvae_run):
     from vaelab.experiments import run_experiment
 
-    scores = run_experiment("global_structure", ugvae_run, batches=10, batch_size=8, bn="eval")
+    scores = run_experiment("global_structure", ugvae_run, batches=10, batch_size=8, bn="eval",
+                            factors="pos_y")
     assert 0.0 <= scores["experiment.global_structure.grouped_vs_random.linear_svm"] <= 1.0
     import numpy as np
     import torch
@@ -54,6 +55,10 @@ def test_global_structure_and_bn_modes(ugvae_run):
     eval_mode = global_codes(run.model, run.dataset(), batches, bn="eval")
     assert train_mode.shape == eval_mode.shape == (2, 3)
     assert not np.allclose(train_mode, eval_mode)  # batch statistics differ from running ones
+    ess: list[float] = []  # the experts' path gives the posterior's codes, bit for bit
+    assert np.array_equal(global_codes(run.model, run.dataset(), batches, "eval", ess=ess),
+                          eval_mode)
+    assert len(ess) == 2 and all(1.0 <= e <= 8.0 for e in ess)
 
 
 def test_experiments_need_a_global_latent(tmp_path, tiny, capsys):
@@ -153,6 +158,7 @@ def test_mnist_series_experiment_from_the_cli(mnist_ugvae, capsys):
     assert scores["experiment.mnist_series.series.chance"] == 0.25
     for key in ("series.linear_svm", "series.rbf_svm", "series_vs_random.linear_svm"):
         assert 0.0 <= scores[f"experiment.mnist_series.{key}"] <= 1.0
+    assert 1.0 <= scores["experiment.mnist_series.experts_ess"] <= 8.0  # of 8 per batch
     for name in ("experiment_mnist_series_global.png", "experiment_mnist_series_local.png"):
         assert (mnist_ugvae / "plots" / name).is_file()
     assert scores["protocol"]["experiments"]["mnist_series"]["reduction"] == "pca"
@@ -224,9 +230,126 @@ def test_global_structure_groups_by_the_factor_asked(ugvae_run, capsys):
 
     run.dataset().group_index = spy
     global_structure(run, batches=10, batch_size=8, factors="pos_x, scale", reduction="pca")
-    global_structure(run, batches=10, batch_size=8, reduction="pca")
-    assert seen == [("pos_x", "scale"), ("shape",)]
+    with pytest.raises(VaelabError, match="two values of shape; this dataset has 1"):
+        global_structure(run, batches=10, batch_size=8, reduction="pca")  # the default: shape
+    # The grouped batches share a value of any factor asked; the seed-form pair is two values
+    # of the first one.
+    assert seen == [("pos_x", "scale"), ("pos_x",), ("shape",), ("shape",)]
     with pytest.raises(DataError, match="unknown factor 'hue'"):
         global_structure(run, batches=10, batch_size=8, factors="hue")
     assert main(["experiment", "interpolation", str(ugvae_run), "--factors", "shape"]) == 2
     assert "--factors belongs to global_structure" in capsys.readouterr().err
+
+
+def test_experts_ess_known_answers():
+    import torch
+
+    from vaelab.experiments.ugvae import experts_ess
+
+    assert experts_ess(torch.zeros(8, 3)) == pytest.approx(8.0)  # equal precisions: B
+    # precisions 1, 1, 2 in one coordinate: (1 + 1 + 2)^2 / (1 + 1 + 4) = 16 / 6
+    logvar = -torch.log(torch.tensor([[1.0, 1.0], [1.0, 1.0], [2.0, 1.0]]))
+    assert experts_ess(logvar) == pytest.approx((16 / 6 + 3) / 2)
+    dominant = torch.tensor([[-30.0], [0.0], [0.0], [0.0]])  # one expert 1e13 times as sure
+    assert experts_ess(dominant) == pytest.approx(1.0)
+    assert experts_ess(torch.full((4, 2), 500.0)) == pytest.approx(4.0)  # no underflow
+
+
+def test_ugvae_experts_pool_to_the_posterior(ugvae_run):
+    import torch
+
+    from vaelab.models.ugvae import pool_experts
+
+    run = vaelab.load_run(ugvae_run)
+    x = run.dataset().batch(list(range(8)))
+    with torch.no_grad():
+        mean, logvar = run.model.eval().experts(x)
+        pooled = pool_experts(mean, logvar)
+        beta = run.model.posterior(x)["beta"]
+    assert mean.shape == logvar.shape == (8, 3)
+    assert torch.equal(pooled[0], beta.mean) and torch.equal(pooled[1], beta.logvar)
+
+
+def test_factor_structure_follows_the_seed_protocol(ugvae_run, monkeypatch):
+    """The pair batches are all at value A or all at value B of the first factor, the random
+    ones are 3 x batches, and the codes are classified as the seed did (random / A / B)."""
+    import numpy as np
+
+    import vaelab.experiments.ugvae as ug
+
+    run = vaelab.load_run(ugvae_run)
+    dataset = run.dataset()
+    calls = []
+    real = ug.global_codes
+
+    def spy(model, data, batches, bn="train", ess=None):
+        calls.append([np.asarray(b) for b in batches])
+        return real(model, data, batches, bn, ess)
+
+    monkeypatch.setattr(ug, "global_codes", spy)
+    scores, figures = ug.global_structure(run, batches=10, batch_size=8, factors="pos_y",
+                                          reduction="pca", bn="eval")
+    column = dataset.factors[:, list(dataset.factor_names).index("pos_y")]
+    seed_form = calls[0]
+    assert len(seed_form) == 50  # 30 random, 10 at A, 10 at B
+    low, high = np.unique(column)[[0, -1]]
+    assert all((column[b] == low).all() for b in seed_form[30:40])
+    assert all((column[b] == high).all() for b in seed_form[40:])
+    assert not all(len(set(column[b])) == 1 for b in seed_form[:30])  # random batches mix
+    assert all(len(set(column[b])) == 1 for b in calls[1])  # grouped batches share a value
+    for key in ("pair.linear_svm", "pair.rbf_svm", "three.linear_svm", "grouped_vs_random."
+                "linear_svm", "grouped_vs_random.rbf_svm"):
+        assert 0.0 <= scores[key] <= 1.0
+    assert 1.0 <= scores["experts_ess"] <= 8.0
+    assert set(figures) == {"experiment_global_structure.png",
+                            "experiment_global_structure_grouped.png",
+                            "experiment_global_structure_examples.png"}
+
+
+def test_pair_values_defaults_and_errors():
+    from vaelab.experiments.ugvae import _pair_values
+
+    assert _pair_values("scale", 6, ()) == (0, 5)
+    assert _pair_values("shape", 3, "") == (0, 2)  # square vs heart
+    assert _pair_values("orientation", 40, ()) == (0, 5)  # 0 and 45 degrees, not 0 and 351
+    assert _pair_values("pos_x", 32, "3, 7") == (3, 7)
+    for bad in ("0,32", "2,2", "1", "a,b"):
+        with pytest.raises(VaelabError, match="values must be two"):
+            _pair_values("pos_x", 32, bad)
+    with pytest.raises(VaelabError, match="needs two values of scale; this dataset has 1"):
+        _pair_values("scale", 1, ())
+
+
+def test_grouped_vs_random_is_bounded_for_a_linear_svm():
+    """The docstring's claim, on synthetic codes: random batches' codes are convex
+    combinations of three group codes (each random batch a mix of the three values, each code the
+    precision-weighted mean of its sub-batches), so a linear SVM cannot pass 1/2 + 1/2 x 2/3,
+    while the RBF kernel separates them."""
+    import numpy as np
+
+    from vaelab.experiments.ugvae import _svm_scores
+
+    rng = np.random.default_rng(0)
+    corners = np.array([[1.0, 0.0], [-0.5, 0.87], [-0.5, -0.87]]) * 3
+    which = rng.integers(0, 3, 150)
+    grouped = corners[which] + rng.normal(0, 0.1, (150, 2))
+    shares = rng.dirichlet([30, 30, 30], 150)  # a random batch's value proportions
+    random = shares @ corners + rng.normal(0, 0.1, (150, 2))
+    codes = np.concatenate([grouped, random])
+    labels = np.repeat([1, 0], 150)
+    scores = _svm_scores(codes, labels, 0)
+    assert scores["linear_svm"] <= 0.5 + 0.5 * 2 / 3 + 0.02
+    assert scores["rbf_svm"] >= 0.95
+
+
+def test_global_structure_values_from_the_cli(ugvae_run, capsys):
+    args = ["experiment", "global_structure", str(ugvae_run), "--factors", "pos_y", "--batches",
+            "5", "--batch-size", "8", "--bn", "eval", "--reduction", "pca"]
+    assert main([*args, "--values", "2,9"]) == 0
+    assert "experiment.global_structure.pair.linear_svm" in capsys.readouterr().out
+    scores = json.loads((ugvae_run / "metrics.json").read_text())
+    assert scores["protocol"]["experiments"]["global_structure"]["values"] == "2,9"
+    assert main([*args, "--values", "0,32"]) == 2
+    assert "two different value indices of pos_y in 0..31" in capsys.readouterr().err
+    assert main(["experiment", "domain_alignment", str(ugvae_run), "--values", "0,1"]) == 2
+    assert "--values belongs to global_structure" in capsys.readouterr().err

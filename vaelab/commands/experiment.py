@@ -28,6 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="global_structure on factor data: the factor(s) the grouped batches "
                         "share, comma-separated (default: the run's data.group_factors, else "
                         "shape)")
+    parser.add_argument("--values", default="",
+                        help="global_structure on factor data: the two value indices A,B of the "
+                        "first factor compared in the seed's protocol (default: its first and "
+                        "last; orientation: 0 and 45 degrees)")
     parser.add_argument("--reduction", choices=("tsne", "pca"), default="tsne",
                         help="global_structure / mnist_series maps: t-SNE or PCA")
     parser.add_argument("--device", default="cpu")
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         options["batches"] = args.batches
     if args.name in ("global_structure", "mnist_series"):
         options["reduction"] = args.reduction
-    for flag in ("attribute", "factors"):
+    for flag in ("attribute", "factors", "values"):
         if getattr(args, flag):
             if args.name != "global_structure":
                 raise VaelabError(f"--{flag} belongs to global_structure, not {args.name}")

@@ -9,10 +9,11 @@
   SVMs (scikit-learn, 5-fold cross-validation) classify pure A vs pure B batches from it, and the
   three batch types; a PCA map shows the codes with the straight path between two pure batches
   and the images decoded at its ends.
-* `global_structure` (§4.3, offline form): batches that share a factor value (`data.batches=group`
-  semantics: all hearts, all large, ...) against random batches; SVM accuracy of "grouped vs
-  random" and of which group, from the global code (the paper reports the CelebA Male/Female
-  figure; this number is vaelab's); on labelled data (CelebA with `attribute="Male"`) the seed's
+* `global_structure` (§4.3, offline form): on factor data the seed's protocol with two values of a
+  factor in place of Male and Female (all squares / all hearts, all small / all large, ...):
+  2-class SVM of value A vs value B batches (the paper's 85 % figure is this form on CelebA) and
+  3-class with random batches; and vaelab's own "grouped vs random" (batches sharing any value
+  against random batches, `data.batches=group` semantics) and which group; on labelled data (CelebA with `attribute="Male"`) the seed's
   form: random, Male and Female batches, 3-class and 2-class SVMs;
 * `mnist_series` (§4.3(b)): batches of MNIST digits following a series (even, odd, Fibonacci,
   primes; `vaelab.data.series`) encoded by a model trained on random batches: the global and local
@@ -38,7 +39,7 @@ from matplotlib.figure import Figure
 from vaelab.errors import VaelabError
 from vaelab.registry import Registry
 
-__all__ = ["EXPERIMENTS", "domain_alignment", "global_codes", "global_structure",
+__all__ = ["EXPERIMENTS", "domain_alignment", "experts_ess", "global_codes", "global_structure",
            "interpolation", "mnist_series", "run_experiment"]
 
 EXPERIMENTS: Registry = Registry("experiment")
@@ -62,15 +63,36 @@ def _encoder(model: Any, bn: str) -> Any:
 
 
 @torch.no_grad()
-def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = "train"
-                 ) -> np.ndarray:
-    """The pooled posterior mean of the global latent of each index batch: (n, D_beta)."""
+def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = "train",
+                 ess: list[float] | None = None) -> np.ndarray:
+    """The pooled posterior mean of the global latent of each index batch: (n, D_beta).
+
+    With a list `ess` and a model with per-image `experts` (UG-VAE), appends each batch's
+    effective number of experts, `experts_ess`."""
     name = _batch_latent(model)
     encoder = _encoder(model, bn)
     device = next(model.parameters()).device
-    codes = [encoder.posterior(dataset.batch(index).to(device))[name].mean[0].float().cpu()
-             for index in batches]
+    codes = []
+    for index in batches:
+        x = dataset.batch(index).to(device)
+        if ess is not None and hasattr(encoder, "experts"):
+            from vaelab.models.ugvae import pool_experts
+
+            mean, logvar = encoder.experts(x)
+            ess.append(experts_ess(logvar))
+            codes.append(pool_experts(mean, logvar)[0][0].float().cpu())
+        else:
+            codes.append(encoder.posterior(x)[name].mean[0].float().cpu())
     return torch.stack(codes).numpy()
+
+
+def experts_ess(logvar: torch.Tensor) -> float:
+    """The effective number of experts in a product of Gaussian experts of log-variances
+    `logvar` (B, D): (sum_i w_i)^2 / sum_i w_i^2 with precisions w_i = exp(-logvar_i), averaged
+    over the D coordinates. B for equal precisions, 1 when one expert dominates: the pooled
+    mean is then one image's, however large the batch."""
+    w = torch.exp(-(logvar - logvar.min(0).values).double())  # scale-free: shift per coordinate
+    return float((w.sum(0) ** 2 / (w ** 2).sum(0)).mean())
 
 
 def _svm_scores(codes: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
@@ -187,13 +209,14 @@ GROUP_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 
 def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str = "train",
                      seed: int = 0, attribute: str = "", reduction: str = "tsne",
-                     factors: str | tuple[str, ...] = ()
+                     factors: str | tuple[str, ...] = (), values: str | tuple[int, int] = ()
                      ) -> tuple[dict[str, float], dict[str, Any]]:
     """Grouped vs random batches from the global code (module docstring).
 
-    Two forms: on factor data, batches sharing a value of `factors` (a name, a comma-separated
-    list or a tuple; default: the run's `data.group_factors`, else shape);
-    on labelled data (CelebA with `attribute`, e.g. "Male", or the run's `data.attribute`), the
+    Two forms: on factor data (`_factor_structure`), batches sharing a value of `factors` (a
+    name, a comma-separated list or a tuple; default: the run's `data.group_factors`, else
+    shape), in the seed's protocol for two `values` of the first factor, and against random
+    batches; on labelled data (CelebA with `attribute`, e.g. "Male", or the run's `data.attribute`), the
     seed's form: 3 x `batches` random batches and `batches` of each label value, a 3-class SVM
     (random / attribute / not attribute, the seed's final protocol) and a 2-class one (attribute
     vs not, the seed's dead code, scored here). Scores are 5-fold cross-validated (the seed used
@@ -205,26 +228,8 @@ def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str 
     size = batch_size or run.config.train.batch_size
     rng = np.random.default_rng(seed)
     if isinstance(dataset, FactorDataset) and not attribute:
-        if isinstance(factors, str):
-            factors = tuple(f.strip() for f in factors.split(",") if f.strip())
-        factors = tuple(factors) or run.config.data.config.group_factors or ("shape",)
-        groups = dataset.group_index(factors)
-        which = rng.integers(0, len(groups), batches)
-        grouped = [rng.choice(groups[g], size) for g in which]
-        random = [rng.integers(0, len(dataset), size) for _ in range(batches)]
-        codes = global_codes(run.model, dataset, [*grouped, *random], bn)
-        is_grouped = np.repeat([1, 0], batches)
-        scores = {f"grouped_vs_random.{k}": v for k, v in
-                  _svm_scores(codes, is_grouped, seed).items()}
-        counts = np.bincount(which, minlength=len(groups))
-        if (counts[counts > 0] >= 5).all() and (counts > 0).sum() >= 2:
-            scores.update({f"which_group.{k}": v for k, v in
-                           _svm_scores(codes[:batches], which, seed).items()})
-        kinds = np.concatenate([np.zeros(batches, dtype=int), 1 + np.zeros(batches, dtype=int)])
-        styles = [("batches sharing " + "+".join(factors), GROUP_COLOURS[0], "o"), RANDOM_STYLE]
-        figure = _map(_embed(codes, reduction, seed), kinds, styles,
-                      f"global code per batch ({reduction}): grouped vs random")
-        return scores, {"experiment_global_structure.png": figure}
+        return _factor_structure(run, dataset, batches, size, bn, seed, reduction, factors,
+                                 values, rng)
     labels = getattr(dataset, "labels", None)
     if labels is None or len(np.unique(labels)) < 2:
         raise VaelabError(f"global structure needs factor groups or labels; {dataset.name!r} has "
@@ -257,14 +262,115 @@ def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str 
                     "experiment_global_structure_examples.png": examples}
 
 
+def _pair_values(name: str, count: int, values: str | tuple[int, int]) -> tuple[int, int]:
+    """The two value indices of the seed-form comparison: `values` ("A,B" or a pair) or the
+    default, the factor's first and last value (smallest / largest, leftmost / rightmost, square
+    / heart), and for orientation, which is circular (its last value is next to its first), 0
+    and 45 degrees: a square repeats every 90 degrees and an ellipse every 180."""
+    if isinstance(values, str):
+        try:
+            values = tuple(int(v) for v in values.split(",") if v.strip())
+        except ValueError:
+            raise VaelabError(f"values must be two value indices 'A,B', got {values!r}") from None
+    if count < 2:
+        raise VaelabError(f"the seed-form comparison needs two values of {name}; this dataset "
+                          f"has {count} (choose another factor with --factors)")
+    if not values:
+        return (0, round(count / 8)) if name == "orientation" else (0, count - 1)
+    if len(values) != 2 or values[0] == values[1] or not all(0 <= v < count for v in values):
+        raise VaelabError(f"values must be two different value indices of {name} in 0..{count - 1}"
+                          f", got {values!r}")
+    return int(values[0]), int(values[1])
+
+
+def _factor_structure(run: Any, dataset: Any, batches: int, size: int, bn: str, seed: int,
+                      reduction: str, factors: str | tuple[str, ...],
+                      values: str | tuple[int, int], rng: np.random.Generator
+                      ) -> tuple[dict[str, float], dict[str, Any]]:
+    """The factor-data form of `global_structure`. Scores (5-fold cross-validated SVMs on the
+    global codes):
+
+    * `pair.*`: the seed's 2-class protocol with two values A and B of the first factor in place
+      of Male and Female: `batches` batches all at value A against `batches` all at value B (the
+      seed's CelebA Male/Female figure is 85 %);
+    * `three.*`: the seed's final 3-class protocol: 3 x `batches` random batches, A and B;
+    * `grouped_vs_random.*`: `batches` batches each sharing one value (any value of `factors`,
+      drawn at random) against `batches` random batches, and `which_group.*`, which value.
+
+    A linear classifier is bounded on `grouped_vs_random` for a factor of few values, whatever
+    the model learns: under `bn="eval"` the global code is a precision-weighted mean of per-image
+    experts, so a random batch's code is exactly the weighted mean of the codes its images of
+    each value would get as batches of their own. With few values those sub-batches are large,
+    their codes near the group codes, and the random code lies inside the hull of the group
+    codes, which no half-space holds without it: with the three shapes equally likely a linear
+    SVM gets at most 1/2 + 1/2 x 2/3 = 0.83 up to batch noise. The RBF kernel is not bounded so,
+    nor are factors of many values (32 positions leave ~2 images of each value in a random
+    batch of 64, whose pooled code can differ from a full group's).
+    """
+    if isinstance(factors, str):
+        factors = tuple(f.strip() for f in factors.split(",") if f.strip())
+    factors = tuple(factors) or run.config.data.config.group_factors or ("shape",)
+    groups = dataset.group_index(factors)
+    first = dataset.group_index(factors[:1])
+    a, b = _pair_values(factors[0], len(first), values)
+    value_names = _value_names(dataset, factors[0], len(first))
+    pairs = [[rng.choice(first[v], size) for _ in range(batches)] for v in (a, b)]
+    random = [rng.integers(0, len(dataset), size) for _ in range(3 * batches)]
+    ess: list[float] = []
+    codes = global_codes(run.model, dataset, [*random, *pairs[0], *pairs[1]], bn, ess=ess)
+    kinds = np.concatenate([np.zeros(3 * batches, dtype=int), np.repeat([1, 2], batches)])
+    scores = {f"pair.{k}": v for k, v in
+              _svm_scores(codes[kinds > 0], kinds[kinds > 0], seed).items()}
+    if ess:
+        scores["experts_ess"] = float(np.mean(ess))
+    scores.update({f"three.{k}": v for k, v in _svm_scores(codes, kinds, seed).items()})
+    label = f"{factors[0]}"
+    styles = [RANDOM_STYLE, (f"{label} = {value_names[a]}", "#106da5", "o"),
+              (f"{label} = {value_names[b]}", "#7c39bb", "o")]
+    figures: dict[str, Any] = {"experiment_global_structure.png": _map(
+        _embed(codes, reduction, seed), kinds, styles,
+        f"global code per batch ({reduction}): {label} {value_names[a]} / {value_names[b]} / "
+        "random")}
+    which = rng.integers(0, len(groups), batches)
+    grouped = [rng.choice(groups[g], size) for g in which]
+    grouped_codes = global_codes(run.model, dataset, grouped, bn)
+    mixed = np.concatenate([grouped_codes, codes[:batches]])  # the first `batches` random ones
+    is_grouped = np.repeat([1, 0], batches)
+    scores.update({f"grouped_vs_random.{k}": v for k, v in
+                   _svm_scores(mixed, is_grouped, seed).items()})
+    counts = np.bincount(which, minlength=len(groups))
+    if (counts[counts > 0] >= 5).all() and (counts > 0).sum() >= 2:
+        scores.update({f"which_group.{k}": v for k, v in
+                       _svm_scores(grouped_codes, which, seed).items()})
+    styles = [("batches sharing " + "+".join(factors), GROUP_COLOURS[0], "o"), RANDOM_STYLE]
+    figures["experiment_global_structure_grouped.png"] = _map(
+        _embed(mixed, reduction, seed), 1 - is_grouped, styles,
+        f"global code per batch ({reduction}): grouped vs random")
+    from vaelab.viz.grid import image_grid, to_pil
+
+    cols = min(5, size)  # the seed saved the first 5 images of each group's first batch
+    with torch.no_grad():
+        firsts = torch.cat([dataset.batch(pairs[0][0][:cols]), dataset.batch(pairs[1][0][:cols])])
+    figures["experiment_global_structure_examples.png"] = to_pil(
+        image_grid(firsts.float().cpu(), 2, cols))
+    return scores, figures
+
+
+def _value_names(dataset: Any, factor: str, count: int) -> list[str]:
+    """Readable names of a factor's values: dSprites' shape names, else the value indices."""
+    named = getattr(dataset, "shape_names", None) if factor == "shape" else None
+    return list(named) if named and len(named) == count else [str(v) for v in range(count)]
+
+
 def mnist_series(run: Any, batches: int = 200, batch_size: int = 0, bn: str = "train",
                  seed: int = 0, random_batches: int = 0, local_points: int = 1000,
                  reduction: str = "tsne", balanced: bool = True
                  ) -> tuple[dict[str, float], dict[str, Any]]:
     """§4.3(b): series batches (even, odd, Fibonacci, primes digits; `vaelab.data.series`) of
     a model trained on random MNIST batches. Scores (the seed gave none): 4-way SVM accuracy of
-    the series from the global code (chance 0.25 with `balanced` series), and series vs random
-    batches. Figures: the global map (`random_batches`, default 2 x `batches`, random batches and
+    the series from the global code (chance 0.25 with `balanced` series), series vs random
+    batches, and `experts_ess`, the series batches' mean effective number of experts (a global
+    code pooled from a few images of the batch cannot tell the series apart). Figures: the global map (`random_batches`, default 2 x `batches`, random batches and
     the series batches, one joint map) and the local map of the first `local_points` local means
     coloured by digit."""
     from vaelab.data.series import SERIES, SeriesBatches
@@ -275,8 +381,12 @@ def mnist_series(run: Any, batches: int = 200, batch_size: int = 0, bn: str = "t
     series, kinds = sampler.draw(batches)
     rng = np.random.default_rng(seed + 1)
     random = [rng.integers(0, len(dataset), size) for _ in range(random_batches or 2 * batches)]
-    codes = global_codes(model, dataset, [*series, *random], bn)
+    ess: list[float] = []
+    codes = np.concatenate([global_codes(model, dataset, series, bn, ess=ess),
+                            global_codes(model, dataset, random, bn)])
     scores = {f"series.{k}": v for k, v in _svm_scores(codes[:batches], kinds, seed).items()}
+    if ess:
+        scores["experts_ess"] = float(np.mean(ess))
     scores["series.chance"] = float(np.bincount(kinds).max() / batches)
     is_series = np.concatenate([np.ones(batches, dtype=int), np.zeros(len(random), dtype=int)])
     scores.update({f"series_vs_random.{k}": v for k, v in

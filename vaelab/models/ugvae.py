@@ -161,13 +161,22 @@ class UGVAE(Model):
         return mu, torch.tanh(raw)
 
     def _encode(self, x: Tensor, sample: bool) -> tuple[Tensor, ...]:
+        m, logvar_z, z, pi_logits, a, ell = self._experts(x, sample)
+        mu_beta, logvar_beta = pool_experts(a, ell)  # (1, Db) each
+        return m, logvar_z, z, pi_logits, mu_beta, logvar_beta
+
+    def _experts(self, x: Tensor, sample: bool) -> tuple[Tensor, ...]:
         h = self.pre_encoder(x)  # (B, 256)
         m, logvar_z = self.q_z(h).chunk(2, dim=-1)  # (B, Dz) each; s^2 = exp(u)
         z = DiagonalGaussian(m, logvar_z).rsample() if sample else m
         pi_logits = self.q_d(z)  # (B, K), from the sampled z in training, m otherwise
         a, ell = self.expert(torch.cat([h, torch.softmax(pi_logits, -1)], -1)).chunk(2, -1)
-        mu_beta, logvar_beta = pool_experts(a, ell)  # (1, Db) each
-        return m, logvar_z, z, pi_logits, mu_beta, logvar_beta
+        return m, logvar_z, z, pi_logits, a, ell
+
+    def experts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The per-image experts N(a_i, exp(l_i)) of q(beta | X) at the posterior means, before
+        pooling: (a, l), each (B, Db). `pool_experts(a, l)` is `posterior(x)["beta"]`."""
+        return self._experts(x, sample=False)[4:]
 
     def _decode(self, z: Tensor, beta: Tensor) -> Tensor:
         return self.decoder(torch.cat([z, beta.expand(len(z), -1)], dim=-1))
