@@ -353,3 +353,28 @@ def test_global_structure_values_from_the_cli(ugvae_run, capsys):
     assert "two different value indices of pos_y in 0..31" in capsys.readouterr().err
     assert main(["experiment", "domain_alignment", str(ugvae_run), "--values", "0,1"]) == 2
     assert "--values belongs to global_structure" in capsys.readouterr().err
+
+
+def test_every_experiment_score_has_a_meaning_in_the_report(ugvae_run, mnist_ugvae):
+    from vaelab.experiments import run_experiment
+    from vaelab.metrics.properties import describe_score
+
+    run_experiment("domain_alignment", ugvae_run, batches=5, batch_size=8)
+    run_experiment("global_structure", ugvae_run, batches=5, batch_size=8, factors="pos_y",
+                   reduction="pca")
+    with pytest.raises(VaelabError, match="smallest kind has 2 of 8 batches: pass more"):
+        run_experiment("mnist_series", mnist_ugvae, batches=8, batch_size=8, reduction="pca")
+    run_experiment("mnist_series", mnist_ugvae, batches=20, batch_size=8, reduction="pca")
+    keys = [k for run in (ugvae_run, mnist_ugvae)
+            for k in json.loads((run / "metrics.json").read_text()) if k.startswith("experiment.")]
+    assert len(keys) >= 16
+    for key in keys:
+        meaning, direction = describe_score(key)
+        assert meaning, key
+        assert direction == (0 if key.endswith(("experts_ess", "chance")) else 1), key
+    assert "RBF SVM accuracy" in describe_score(
+        "experiment.global_structure.pair.rbf_svm")[0]
+    assert main(["report", str(ugvae_run)]) == 0
+    page = (ugvae_run / "report.html").read_text()
+    assert ("linear SVM accuracy (5-fold cross-validated) of telling pure domain A vs pure "
+            "domain B batches from the global code") in page

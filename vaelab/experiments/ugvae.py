@@ -101,6 +101,11 @@ def _svm_scores(codes: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, f
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    counts = np.unique(labels, return_counts=True)[1]
+    if counts.min() < 5:
+        raise VaelabError(f"5-fold cross-validation needs at least 5 batches of each kind; the "
+                          f"smallest kind has {counts.min()} of {len(labels)} batches: pass more "
+                          f"--batches (mnist_series: 4 series, so at least 20)")
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     scores = {}
     for kernel in ("linear", "rbf"):

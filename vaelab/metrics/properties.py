@@ -120,11 +120,47 @@ SCORE_MEANINGS: dict[str, tuple[str, int]] = {
 }
 
 
+# `vaelab experiment` scores: "experiment.<name>.<form>.<kernel>_svm" (the batches the SVM tells
+# apart from their global codes) and a few plain ones.
+EXPERIMENT_FORMS: dict[str, str] = {
+    "domain_alignment.pure": "pure domain A vs pure domain B batches",
+    "domain_alignment.three": "pure A, pure B and mixed batches",
+    "global_structure.pair": "batches all at value A vs all at value B of a factor (the seed's "
+                             "Male/Female form)",
+    "global_structure.three": "random, value-A and value-B (or attribute / not) batches (the "
+                              "seed's 3-class form)",
+    "global_structure.attribute": "attribute vs not-attribute batches (the seed's Male/Female "
+                                  "form)",
+    "global_structure.grouped_vs_random": "batches sharing a factor value vs random batches "
+                                          "(bounded for a linear SVM)",
+    "global_structure.which_group": "which value a grouped batch shares",
+    "mnist_series.series": "the digit series of a batch (even, odd, Fibonacci, primes)",
+    "mnist_series.series_vs_random": "series batches vs random batches",
+}
+KERNELS = {"linear_svm": "linear", "rbf_svm": "RBF"}
+
+
+def _describe_experiment(key: str) -> tuple[str, int]:
+    rest = key.removeprefix("experiment.")
+    if rest.endswith(".experts_ess"):
+        return ("effective number of images pooled into each batch's global code (1: one image "
+                "decides it; the batch size: all count alike)", _NEITHER)
+    if rest.endswith(".series.chance"):
+        return "chance accuracy of the series task (its largest class share)", _NEITHER
+    form, _, kernel = rest.rpartition(".")
+    if form in EXPERIMENT_FORMS and kernel in KERNELS:
+        return (f"{KERNELS[kernel]} SVM accuracy (5-fold cross-validated) of telling "
+                f"{EXPERIMENT_FORMS[form]} from the global code (0-1)", _HIGHER)
+    return "", _NEITHER
+
+
 def describe_score(key: str) -> tuple[str, int]:
     """(one-line meaning, direction) of a score key of metrics.json: direction +1 when higher is
     better, -1 when lower is better, 0 when neither (counts, sizes, unknown keys)."""
     if key in SCORE_MEANINGS:
         return SCORE_MEANINGS[key]
+    if key.startswith("experiment."):
+        return _describe_experiment(key)
     head, _, tail = key.rpartition(".")
     if tail in SCORE_MEANINGS and head.split(".")[0] in ("dci", "dci_fast", "clustering",
                                                          "clusters"):
