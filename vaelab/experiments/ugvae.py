@@ -13,8 +13,9 @@
   factor in place of Male and Female (all squares / all hearts, all small / all large, ...):
   2-class SVM of value A vs value B batches (the paper's 85 % figure is this form on CelebA) and
   3-class with random batches; and vaelab's own "grouped vs random" (batches sharing any value
-  against random batches, `data.batches=group` semantics) and which group; on labelled data (CelebA with `attribute="Male"`) the seed's
-  form: random, Male and Female batches, 3-class and 2-class SVMs;
+  against random batches, `data.batches=group` semantics) and which group; on labelled data
+  (CelebA with `attribute="Male"`) the seed's form: random, Male and Female batches, 3-class and
+  2-class SVMs;
 * `mnist_series` (§4.3(b)): batches of MNIST digits following a series (even, odd, Fibonacci,
   primes; `vaelab.data.series`) encoded by a model trained on random batches: the global and local
   maps, and the 4-way SVM accuracy of the series type from the global code (chance 0.25), a number
@@ -221,8 +222,8 @@ def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str 
     Two forms: on factor data (`_factor_structure`), batches sharing a value of `factors` (a
     name, a comma-separated list or a tuple; default: the run's `data.group_factors`, else
     shape), in the seed's protocol for two `values` of the first factor, and against random
-    batches; on labelled data (CelebA with `attribute`, e.g. "Male", or the run's `data.attribute`), the
-    seed's form: 3 x `batches` random batches and `batches` of each label value, a 3-class SVM
+    batches; on labelled data (CelebA with `attribute`, e.g. "Male", or the run's
+    `data.attribute`), the seed's form: 3 x `batches` random batches and `batches` of each label value, a 3-class SVM
     (random / attribute / not attribute, the seed's final protocol) and a 2-class one (attribute
     vs not, the seed's dead code, scored here). Scores are 5-fold cross-validated (the seed used
     one 80/20 split).
@@ -375,9 +376,10 @@ def mnist_series(run: Any, batches: int = 200, batch_size: int = 0, bn: str = "t
     a model trained on random MNIST batches. Scores (the seed gave none): 4-way SVM accuracy of
     the series from the global code (chance 0.25 with `balanced` series), series vs random
     batches, and `experts_ess`, the series batches' mean effective number of experts (a global
-    code pooled from a few images of the batch cannot tell the series apart). Figures: the global map (`random_batches`, default 2 x `batches`, random batches and
-    the series batches, one joint map) and the local map of the first `local_points` local means
-    coloured by digit."""
+    code pooled from a few images of the batch cannot tell the series apart). Figures: the
+    global map (`random_batches`, default 2 x `batches`, random batches and the series batches,
+    one joint map) and the local map of the first `local_points` local means coloured by
+    digit."""
     from vaelab.data.series import SERIES, SeriesBatches
 
     model, dataset = run.model, run.dataset()
