@@ -378,3 +378,9 @@ def test_every_experiment_score_has_a_meaning_in_the_report(ugvae_run, mnist_ugv
     page = (ugvae_run / "report.html").read_text()
     assert ("linear SVM accuracy (5-fold cross-validated) of telling pure domain A vs pure "
             "domain B batches from the global code") in page
+
+
+def test_a_batch_of_one_is_refused_before_any_work(ugvae_run, capsys):
+    for size in ("1", "-3"):
+        assert main(["experiment", "domain_alignment", str(ugvae_run), "--batch-size", size]) == 2
+        assert "batches of >= 2 images" in capsys.readouterr().err

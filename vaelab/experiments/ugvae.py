@@ -506,6 +506,11 @@ def run_experiment(name: str, run_dir: str | Path, device: str = "cpu",
     from vaelab.runs import atomic_write_bytes, atomic_write_json, load_run
 
     func: Callable = EXPERIMENTS.get(name)
+    size = options.get("batch_size", 0)
+    if not isinstance(size, int) or size == 1 or size < 0:
+        raise VaelabError(f"the global code pools over a batch, so the experiments need batches "
+                          f"of >= 2 images; got batch_size={size!r} (--batch-size; 0 or none: "
+                          "the run's training batch size)")
     run = load_run(run_dir, device=device)
     _batch_latent(run.model)  # a clear error before any work
     scores, figures = func(run, **options)
