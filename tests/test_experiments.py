@@ -384,3 +384,27 @@ def test_a_batch_of_one_is_refused_before_any_work(ugvae_run, capsys):
     for size in ("1", "-3"):
         assert main(["experiment", "domain_alignment", str(ugvae_run), "--batch-size", size]) == 2
         assert "batches of >= 2 images" in capsys.readouterr().err
+
+
+def test_seed_protocol_scores_the_right_batches(ugvae_run, monkeypatch):
+    """Codes that only say "this batch is all at y = 31": value B batches are told from value A
+    ones perfectly, while random batches (at most a few images at 31) look like A batches. So
+    `pair` (A vs B) is 1, `three` (random / A / B) is not, and an SVM fed the wrong subset fails."""
+    import numpy as np
+
+    import vaelab.experiments.ugvae as ug
+
+    run = vaelab.load_run(ugvae_run)
+    column = run.dataset().factors[:, list(run.dataset().factor_names).index("pos_y")]
+    rng = np.random.default_rng(0)
+
+    def codes(model, data, batches, bn="train", ess=None):
+        return np.array([[np.mean(column[b] == 31), rng.normal(0, 1e-3)] for b in batches])
+
+    monkeypatch.setattr(ug, "global_codes", codes)
+    scores, _ = ug.global_structure(run, batches=20, batch_size=8, factors="pos_y",
+                                    reduction="pca")
+    assert scores["pair.linear_svm"] == 1.0
+    assert scores["three.linear_svm"] < 0.85  # random and A batches overlap
+    assert scores["grouped_vs_random.linear_svm"] < 0.75  # only the y = 31 groups stand out
+    assert "experts_ess" not in scores  # no experts behind these codes

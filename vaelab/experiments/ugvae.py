@@ -70,6 +70,8 @@ def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = 
 
     With a list `ess` and a model with per-image `experts` (UG-VAE), appends each batch's
     effective number of experts, `experts_ess`."""
+    from vaelab.models.ugvae import pool_experts
+
     name = _batch_latent(model)
     encoder = _encoder(model, bn)
     device = next(model.parameters()).device
@@ -77,8 +79,6 @@ def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = 
     for index in batches:
         x = dataset.batch(index).to(device)
         if ess is not None and hasattr(encoder, "experts"):
-            from vaelab.models.ugvae import pool_experts
-
             mean, logvar = encoder.experts(x)
             ess.append(experts_ess(logvar))
             codes.append(pool_experts(mean, logvar)[0][0].float().cpu())
@@ -248,24 +248,43 @@ def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str 
     pools = [np.flatnonzero(labels == v) for v in values[::-1]]  # attribute (1) first
     random = [rng.integers(0, len(dataset), size) for _ in range(3 * batches)]
     grouped = [rng.choice(pool, size) for pool in pools for _ in range(batches)]
-    codes = global_codes(run.model, dataset, [*random, *grouped], bn)
-    kinds = np.concatenate([np.zeros(3 * batches, dtype=int), np.repeat([1, 2], batches)])
     name = attribute or getattr(run.config.data.config, "attribute", "") or "label"
-    scores = {f"three.{k}": v for k, v in _svm_scores(codes, kinds, seed).items()}
-    scores.update({f"attribute.{k}": v for k, v in
-                   _svm_scores(codes[kinds > 0], kinds[kinds > 0], seed).items()})
-    styles = [RANDOM_STYLE, (name, "#106da5", "o"), (f"not {name}", "#7c39bb", "o")]
-    figure = _map(_embed(codes, reduction, seed), kinds, styles,
-                  f"global code per batch ({reduction}): {name} / not {name} / random")
+    grouped = [grouped[:batches], grouped[batches:]]
+    _, scores, figures = _seed_protocol(run, dataset, random, grouped, "attribute",
+                                        (name, f"not {name}"), bn, seed, reduction)
+    return scores, figures
+
+
+def _seed_protocol(run: Any, dataset: Any, random: list, grouped: list[list], key: str,
+                   names: tuple[str, str], bn: str, seed: int, reduction: str
+                   ) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+    """The seed's celeba_attributes protocol on drawn index batches: `random` (3 x n) and the
+    two kinds in `grouped` (n each, e.g. Male and Female). Scores: `<key>.*` (2-class, the
+    seed's 85 % form), `three.*` (random / first / second, its 66 % form), `experts_ess`; the
+    map of all codes and the first 5 images of each kind's first batch. Returns the codes too
+    (random ones first)."""
+    ess: list[float] = []
+    codes = global_codes(run.model, dataset, [*random, *grouped[0], *grouped[1]], bn, ess=ess)
+    kinds = np.concatenate([np.zeros(len(random), dtype=int), np.ones(len(grouped[0]), int),
+                            np.full(len(grouped[1]), 2)])
+    scores = {f"{key}.{k}": v for k, v in
+              _svm_scores(codes[kinds > 0], kinds[kinds > 0], seed).items()}
+    if ess:
+        scores["experts_ess"] = float(np.mean(ess))
+    scores.update({f"three.{k}": v for k, v in _svm_scores(codes, kinds, seed).items()})
+    styles = [RANDOM_STYLE, (names[0], "#106da5", "o"), (names[1], "#7c39bb", "o")]
+    figures: dict[str, Any] = {"experiment_global_structure.png": _map(
+        _embed(codes, reduction, seed), kinds, styles,
+        f"global code per batch ({reduction}): {names[0]} / {names[1]} / random")}
     from vaelab.viz.grid import image_grid, to_pil
 
-    cols = min(5, size)  # the seed saved the first 5 images of each group's first batch
+    cols = min(5, len(grouped[0][0]))  # the seed saved the first 5 images of each kind
     with torch.no_grad():
-        firsts = torch.cat([dataset.batch(grouped[0][:cols]),
-                            dataset.batch(grouped[batches][:cols])])
-    examples = to_pil(image_grid(firsts.float().cpu(), 2, cols))
-    return scores, {"experiment_global_structure.png": figure,
-                    "experiment_global_structure_examples.png": examples}
+        firsts = torch.cat([dataset.batch(grouped[0][0][:cols]),
+                            dataset.batch(grouped[1][0][:cols])])
+    figures["experiment_global_structure_examples.png"] = to_pil(
+        image_grid(firsts.float().cpu(), 2, cols))
+    return codes, scores, figures
 
 
 def _pair_values(name: str, count: int, values: str | tuple[int, int]) -> tuple[int, int]:
@@ -322,21 +341,10 @@ def _factor_structure(run: Any, dataset: Any, batches: int, size: int, bn: str, 
     value_names = _value_names(dataset, factors[0], len(first))
     pairs = [[rng.choice(first[v], size) for _ in range(batches)] for v in (a, b)]
     random = [rng.integers(0, len(dataset), size) for _ in range(3 * batches)]
-    ess: list[float] = []
-    codes = global_codes(run.model, dataset, [*random, *pairs[0], *pairs[1]], bn, ess=ess)
-    kinds = np.concatenate([np.zeros(3 * batches, dtype=int), np.repeat([1, 2], batches)])
-    scores = {f"pair.{k}": v for k, v in
-              _svm_scores(codes[kinds > 0], kinds[kinds > 0], seed).items()}
-    if ess:
-        scores["experts_ess"] = float(np.mean(ess))
-    scores.update({f"three.{k}": v for k, v in _svm_scores(codes, kinds, seed).items()})
-    label = f"{factors[0]}"
-    styles = [RANDOM_STYLE, (f"{label} = {value_names[a]}", "#106da5", "o"),
-              (f"{label} = {value_names[b]}", "#7c39bb", "o")]
-    figures: dict[str, Any] = {"experiment_global_structure.png": _map(
-        _embed(codes, reduction, seed), kinds, styles,
-        f"global code per batch ({reduction}): {label} {value_names[a]} / {value_names[b]} / "
-        "random")}
+    codes, scores, figures = _seed_protocol(
+        run, dataset, random, pairs, "pair",
+        (f"{factors[0]} = {value_names[a]}", f"{factors[0]} = {value_names[b]}"), bn, seed,
+        reduction)
     which = rng.integers(0, len(groups), batches)
     grouped = [rng.choice(groups[g], size) for g in which]
     grouped_codes = global_codes(run.model, dataset, grouped, bn)
@@ -352,13 +360,6 @@ def _factor_structure(run: Any, dataset: Any, batches: int, size: int, bn: str, 
     figures["experiment_global_structure_grouped.png"] = _map(
         _embed(mixed, reduction, seed), 1 - is_grouped, styles,
         f"global code per batch ({reduction}): grouped vs random")
-    from vaelab.viz.grid import image_grid, to_pil
-
-    cols = min(5, size)  # the seed saved the first 5 images of each group's first batch
-    with torch.no_grad():
-        firsts = torch.cat([dataset.batch(pairs[0][0][:cols]), dataset.batch(pairs[1][0][:cols])])
-    figures["experiment_global_structure_examples.png"] = to_pil(
-        image_grid(firsts.float().cpu(), 2, cols))
     return scores, figures
 
 
