@@ -52,14 +52,14 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
 
 
 def run_config(objective: str, batch_size: int, steps: int, precision: str,
-               compile: bool = False):
+               compile: bool = False, conv_kernels: str = "auto"):
     """The RunConfig the engine trains and the bare loop copies."""
     from vaelab.factory import run_config_from_dict
     from vaelab.workflow import build_run_config
 
     train = {"steps": steps, "batch_size": batch_size, "metrics": [], "progress": False,
              "checkpoint_every": 0, "tb_images": False, "precision": precision,
-             "accelerator": "cpu", "compile": compile}
+             "accelerator": "cpu", "compile": compile, "conv_kernels": conv_kernels}
     if objective in PRESET_OF:
         overrides = [f"train.{k}={json.dumps(v) if isinstance(v, list) else v}"
                      for k, v in train.items()]
@@ -154,7 +154,8 @@ def engine_table(args) -> None:
           f"best of {args.rounds} interleaved rounds of {args.steps} steps")
     print(f"{'objective':<14}{'bare img/s':>11}{'vaelab img/s':>13}{'engine cost':>12}")
     for objective in args.objectives:
-        config = run_config(objective, args.batch_size, args.warmup + args.steps, args.precision)
+        config = run_config(objective, args.batch_size, args.warmup + args.steps, args.precision,
+                            conv_kernels=args.conv_kernels)
         name = config.data.name
         if name not in datasets:
             datasets[name] = load_dataset_component(config.data)
@@ -220,13 +221,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def _worker_vaelab(objective: str, steps: int, warmup: int, threads: int,
-                   precision: str, compile: bool = False) -> float:
+                   precision: str, compile: bool = False, conv_kernels: str = "auto") -> float:
     import torch
 
     import vaelab
 
     torch.set_num_threads(threads)
-    config = run_config(objective, 64, warmup + steps, precision, compile)
+    config = run_config(objective, 64, warmup + steps, precision, compile, conv_kernels)
     return time_fit(config, vaelab.load_dataset("dsprites"), warmup, steps)
 
 
@@ -284,19 +285,24 @@ def peers_table(args) -> None:
               f"{'vs tuned':>10}{'of limit':>10}")
     if args.also_compile:
         header += f"{'compiled':>10}{'vs stock':>10}{'vs tuned':>10}"
+    if args.also_kernels:
+        header += f"{args.also_kernels:>10}{'vs stock':>10}{'vs tuned':>10}"
     print(header)
     with tempfile.TemporaryDirectory() as folder:
         images = _images_file(folder, 64 * max(args.steps, args.warmup))
         for objective in [o for o in args.objectives if o in PYTHAE_OBJECTIVES]:
-            best = {"vaelab": 0.0, "compiled": 0.0, "stock": 0.0, "tuned": 0.0}
-            variants = [("vaelab", args.compile)] + ([("compiled", True)]
-                                                     if args.also_compile else [])
+            best = {"vaelab": 0.0, "compiled": 0.0, "kernels": 0.0, "stock": 0.0, "tuned": 0.0}
+            variants = ([("vaelab", args.compile, args.conv_kernels)]
+                        + ([("compiled", True, args.conv_kernels)] if args.also_compile else [])
+                        + ([("kernels", args.compile, args.also_kernels)]
+                           if args.also_kernels else []))
             for _ in range(args.rounds):
-                for name, compiled in variants:
+                for name, compiled, kernels in variants:
                     best[name] = max(best[name], _run(
                         [sys.executable, __file__, "--worker", objective, "--steps",
                          str(args.steps), "--warmup", str(args.warmup), "--threads",
-                         str(args.threads), "--precision", args.precision]
+                         str(args.threads), "--precision", args.precision,
+                         "--conv-kernels", kernels]
                         + (["--compile"] if compiled else []), stock))
                 for kind, env in (("stock", stock), ("tuned", tuned)):
                     best[kind] = max(best[kind], _run(
@@ -306,7 +312,9 @@ def peers_table(args) -> None:
             print(f"{objective:<14}{v:>8.0f}{best['stock']:>8.0f}{best['tuned']:>8.0f}"
                   f"{v / best['stock']:>9.2f}x{v / best['tuned']:>9.2f}x{v / limit:>10.1%}"
                   + (f"{best['compiled']:>10.0f}{best['compiled'] / best['stock']:>9.2f}x"
-                     f"{best['compiled'] / best['tuned']:>9.2f}x" if args.also_compile else ""),
+                     f"{best['compiled'] / best['tuned']:>9.2f}x" if args.also_compile else "")
+                  + (f"{best['kernels']:>10.0f}{best['kernels'] / best['stock']:>9.2f}x"
+                     f"{best['kernels'] / best['tuned']:>9.2f}x" if args.also_kernels else ""),
                   flush=True)
     print("images/s; pythae as its users run it (its trainer, glibc's malloc defaults) and "
           f"tuned ({' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())})")
@@ -332,12 +340,17 @@ def main(argv=None) -> None:
     parser.add_argument("--also-compile", action="store_true",
                         help="the peers table also times vaelab with train.compile=true, in the "
                         "same interleaved rounds (compilation falls in the warm-up steps)")
+    parser.add_argument("--conv-kernels", choices=("auto", "fast", "stock"), default="auto",
+                        help="vaelab's train.conv_kernels (vaelab.models.fastconv)")
+    parser.add_argument("--also-kernels", choices=("auto", "fast", "stock"),
+                        help="the peers table also times vaelab with this train.conv_kernels, "
+                             "in the same interleaved rounds")
     parser.add_argument("--pythae-python", default="/tmp/pythae-venv/bin/python")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:  # one timed vaelab run in a fresh process (the peers table)
         print(json.dumps(_worker_vaelab(args.worker, args.steps, args.warmup, args.threads,
-                                        args.precision, args.compile)))
+                                        args.precision, args.compile, args.conv_kernels)))
         return
     args.objectives = [o for o in args.objectives.split(",") if o]
     unknown = sorted(set(args.objectives) - set(OBJECTIVES))

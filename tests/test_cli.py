@@ -76,6 +76,7 @@ def test_train_preset_with_overrides_end_to_end(tmp_path, capsys):
     (["train", "--set", "model.name=resnet"], "unknown model 'resnet'; known models: burgess"),
     (["train", "--set", "objective.name=elbo"], "unknown objective 'elbo'"),
     (["train", "--set", "notakey"], "--set expects key=value"),
+    (["train", "--set", "train.conv_kernels=turbo"], "conv_kernels must be one of"),
     (["train", "--config", "missing.ini"], "no config file at missing.ini"),
     (["train", "--resume", "nowhere"], "config.json is missing"),
 ])

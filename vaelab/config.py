@@ -143,6 +143,7 @@ def to_dict(obj: Any) -> Any:
 
 
 BINARIZE = ("none", "dynamic")
+CONV_KERNELS = ("auto", "fast", "stock")  # vaelab.models.fastconv.KERNEL_MODES
 LR_SCHEDULES = ("constant", "cosine")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -179,6 +180,10 @@ class TrainConfig:
     binarize: str = "none"  # training images: "none" (as stored) | "dynamic" (every pixel drawn
     #                         as Bernoulli(x) at each step, a fresh binary image per visit, for
     #                         Bernoulli likelihoods on grey-level data such as MNIST)
+    conv_kernels: str = "auto"  # transposed convolutions on CPU (vaelab.models.fastconv):
+    #                             "auto": vaelab's faster backward where it is bit-identical to
+    #                             PyTorch's (bf16); "fast": also in fp32 and a faster forward for
+    #                             thin output layers (float rounding differs); "stock": PyTorch's
     compile: bool = False  # torch.compile the model
     compile_mode: str = "default"  # torch.compile mode: "default" | "reduce-overhead" (CUDA
     #                                graphs on a GPU) | "max-autotune" | "max-autotune-no-cudagraphs"
@@ -218,6 +223,9 @@ class TrainConfig:
         if not 0.0 <= self.lr_final <= 1.0:
             raise ValueError(f"lr_final is a fraction of the starting rate, in [0, 1]; got "
                              f"{self.lr_final}")
+        if self.conv_kernels not in CONV_KERNELS:
+            raise ValueError(f"conv_kernels must be one of {CONV_KERNELS}, got "
+                             f"{self.conv_kernels!r}")
         if self.binarize not in BINARIZE:
             raise ValueError(f"binarize must be one of {BINARIZE}, got {self.binarize!r}")
         if not 0.0 <= self.valid_holdout < 1.0:

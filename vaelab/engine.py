@@ -39,6 +39,7 @@ from torch import nn
 from vaelab.callbacks import Callback
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
+from vaelab.models import fastconv
 from vaelab.optim import Updater
 from vaelab.runs import (
     Run,
@@ -401,6 +402,8 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
         objective.set_dataset_size(n_train)
     memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    if fabric.device.type == "cpu" and not train.compile and train.conv_kernels != "stock":
+        fastconv.install(model, train.conv_kernels)  # no-op for fp32 under "auto"
     optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas)
     fmodel, optimizer = fabric.setup(model, optimizer)
     if train.compile:  # "reduce-overhead" replays the model's kernels as CUDA graphs
