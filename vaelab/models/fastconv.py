@@ -7,15 +7,15 @@ in PyTorch's CPU transposed convolution, both written here by hand because no li
    plain convolutions, badly so in bf16. The adjoint is exact: for y = conv_transpose2d(x, W),
    dL/dx = conv2d(dL/dy, W) with the same stride, padding, dilation and groups, and dL/dW is
    the weight gradient of that conv2d with input dL/dy and output gradient x. Measured alone
-   (`benchmarks/conv_kernels.py`, batch 64, 2 threads, 32 -> 32 channels, 16x16 -> 32x32):
-   fp32 3.7 -> 3.1 ms, bf16 5.4 -> 2.1 ms. In bf16 the results are **bit-identical** to
+   (`benchmarks/conv_kernels.py`, batch 64, 2 idle threads, 32 -> 32 channels, 16x16 -> 32x32):
+   fp32 3.0 -> 2.3 ms, bf16 4.6 -> 1.6 ms. In bf16 the results are **bit-identical** to
    PyTorch's (its bias gradient is the same bf16 sum); in fp32 dL/dx and dL/dW are
    bit-identical and the bias gradient differs in rounding (oneDNN sums in its own order).
 2. **The forward of a thin one** (the last layer, 32 -> 1 channel, 32x32 -> 64x64): oneDNN runs
-   it at ~10 GFLOP/s, 3.5 ms. For a k4 s2 p1 kernel with at most 4 output channels,
+   it at ~10 GFLOP/s, 3.1 ms. For a k4 s2 p1 kernel with at most 4 output channels,
    `conv_transpose_phases` computes it as one matmul, weights (C_out*16, C) times the input's
    channels-last pixels, then each of the 4 output phases (2Y+a, 2X+b) as the sum of 4 shifted
-   planes of that product: 0.95 ms. Exact in real arithmetic; float rounding differs.
+   planes of that product: 0.79 ms (bf16: 2.2 -> 1.2 ms). Exact in real arithmetic; float rounding differs.
 
 `train.conv_kernels`:
 
