@@ -17,8 +17,8 @@ Two tables, every number a ratio measured side by side in this one run:
   with vaelab in rounds, each in a fresh subprocess. A peer that is not installed is skipped with
   a message saying how to install it.
 
-The machine limit is measured here, not assumed: the best of a few large fp32 (and bf16)
-matrix multiplications gives GFLOP/s, and the FLOPs of one training step of the Burgess VAE are
+The machine limit is measured here, not assumed: the best of large fp32 (and bf16) matrix
+multiplications and a 512-channel 1x1 convolution gives GFLOP/s, and the FLOPs of one training step of the Burgess VAE are
 counted with `torch.utils.flop_counter`; images/s at the limit = GFLOP/s / FLOP per image.
 `uptime`'s load is printed with the figures: on a shared machine 2 threads can collapse under
 load, where `--threads 1` keeps its speed.
@@ -26,6 +26,7 @@ load, where `--threads 1` keeps its speed.
     python benchmarks/train_throughput.py                      # engine table, every objective
     python benchmarks/train_throughput.py --peers              # + pythae / disentangling-vae
     python benchmarks/train_throughput.py --precision bf16-mixed --objectives vae,beta_tcvae
+    python benchmarks/train_throughput.py --no-engine --peers --also-kernels fast  # + conv_kernels
 """
 
 from __future__ import annotations

@@ -169,3 +169,9 @@ def test_cli_trains_with_fast_kernels_and_records_them(tmp_path, capsys, precisi
     assert config["train"]["conv_kernels"] == "fast"
     summary = json.loads((tmp_path / "k" / "summary.json").read_text())
     assert summary["steps"] == 6 and np.isfinite(summary["final"]["loss"])
+
+
+def test_the_config_knows_the_same_modes_as_the_module():
+    from vaelab.config import CONV_KERNELS
+
+    assert CONV_KERNELS == fastconv.KERNEL_MODES
