@@ -75,11 +75,8 @@ def main(argv=None) -> None:
                     g, x, w, [cout], [2, 2], [1, 1], [1, 1], True, [0, 0], 1, [True, True, True])
 
             def ours_bwd():
-                return (F.conv2d(g, w, None, 2, 1),
-                        torch.ops.aten.convolution_backward(x, g, w, None, [2, 2], [1, 1], [1, 1],
-                                                            False, [0, 0], 1,
-                                                            [False, True, False])[1],
-                        g.sum((0, 2, 3)))
+                return fastconv.adjoint_backward(g, x, w, (2, 2), (1, 1), (1, 1), 1,
+                                                 (True, True, True))
 
             rows = [("backward", stock_bwd, ours_bwd)]
             if cout <= fastconv.MAX_THIN_CHANNELS:

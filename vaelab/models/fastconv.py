@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["KERNEL_MODES", "MAX_THIN_CHANNELS", "ConvTranspose2d", "conv_transpose_phases",
-           "install", "uninstall"]
+__all__ = ["KERNEL_MODES", "MAX_THIN_CHANNELS", "ConvTranspose2d", "adjoint_backward",
+           "conv_transpose_phases", "install", "uninstall"]
 
 KERNEL_MODES = ("auto", "fast", "stock")
 
@@ -89,18 +89,35 @@ def conv_transpose_phases(x: Tensor, weight: Tensor, bias: Tensor | None = None)
     return y
 
 
+def _autocast_args(x: Tensor, weight: Tensor, bias: Tensor | None):
+    """(x, weight, bias) in the dtype CPU autocast would run conv_transpose2d in (as they are
+    outside autocast)."""
+    if not torch.is_autocast_enabled("cpu"):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype("cpu")
+    return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+
+
+def adjoint_backward(grad: Tensor, x: Tensor, weight: Tensor, stride, padding, dilation,
+                     groups: int, needs: tuple[bool, bool, bool]):
+    """(dL/dx, dL/dW, dL/db) of y = conv_transpose2d(x, weight, b, ...) from grad = dL/dy, each
+    None where `needs` says so, in the dtype of x (module docstring, 1)."""
+    grad = grad.to(x.dtype)
+    grad_x = F.conv2d(grad, weight, None, stride, padding, dilation, groups) if needs[0] else None
+    grad_w = torch.ops.aten.convolution_backward(
+        x, grad, weight, None, list(stride), list(padding), list(dilation), False, [0, 0],
+        groups, [False, True, False])[1] if needs[1] else None
+    grad_b = grad.sum((0, 2, 3)) if needs[2] else None
+    return grad_x, grad_w, grad_b
+
+
 class _ConvTranspose(torch.autograd.Function):
     """conv_transpose2d with the adjoint backward (module docstring, 1)."""
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")
     def forward(ctx, x, weight, bias, stride, padding, output_padding, groups, dilation, phases):
-        if torch.is_autocast_enabled("cpu"):  # as autocast casts conv_transpose2d's arguments
-            dtype = torch.get_autocast_dtype("cpu")
-            x, weight_c = x.to(dtype), weight.to(dtype)
-            bias_c = None if bias is None else bias.to(dtype)
-        else:
-            weight_c, bias_c = weight, bias
+        x, weight_c, bias_c = _autocast_args(x, weight, bias)
         with torch.autocast("cpu", enabled=False):
             if phases:
                 y = conv_transpose_phases(x, weight_c, bias_c)
@@ -115,17 +132,11 @@ class _ConvTranspose(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.conv
-        grad = grad.to(x.dtype)
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = F.conv2d(grad, weight, None, stride, padding, dilation, groups)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.ops.aten.convolution_backward(
-                x, grad, weight, None, list(stride), list(padding), list(dilation), False,
-                [0, 0], groups, [False, True, False])[1].to(ctx.dtypes[0])
-        if ctx.dtypes[1] is not None and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3)).to(ctx.dtypes[1])
+        needs = ctx.needs_input_grad
+        grad_x, grad_w, grad_b = adjoint_backward(
+            grad, x, weight, *ctx.conv, (needs[0], needs[1], ctx.dtypes[1] is not None and needs[2]))
+        grad_w = None if grad_w is None else grad_w.to(ctx.dtypes[0])  # as autocast's cast back
+        grad_b = None if grad_b is None else grad_b.to(ctx.dtypes[1])
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
@@ -151,11 +162,9 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         if not training:
             if not phases:
                 return super().forward(x)
-            bf16 = torch.is_autocast_enabled("cpu")
-            dtype = torch.get_autocast_dtype("cpu") if bf16 else x.dtype
+            args = _autocast_args(x, self.weight, self.bias)
             with torch.autocast("cpu", enabled=False):
-                return conv_transpose_phases(x.to(dtype), self.weight.to(dtype),
-                                             None if self.bias is None else self.bias.to(dtype))
+                return conv_transpose_phases(*args)
         if mode == "auto" and not torch.is_autocast_enabled("cpu"):
             return super().forward(x)  # fp32: PyTorch's kernels, bit for bit
         return _ConvTranspose.apply(x, self.weight, self.bias, self.stride, self.padding,
