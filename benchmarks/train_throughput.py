@@ -27,6 +27,7 @@ load, where `--threads 1` keeps its speed.
     python benchmarks/train_throughput.py --peers              # + pythae / disentangling-vae
     python benchmarks/train_throughput.py --precision bf16-mixed --objectives vae,beta_tcvae
     python benchmarks/train_throughput.py --no-engine --peers --also-kernels fast  # + conv_kernels
+    python benchmarks/train_throughput.py --no-engine --peers --also-fused  # + train.fused_adam
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
 
 
 def run_config(objective: str, batch_size: int, steps: int, precision: str,
-               compile: bool = False, conv_kernels: str = "auto"):
+               compile: bool = False, conv_kernels: str = "auto", fused_adam: bool = False):
     """The RunConfig the engine trains and the bare loop copies."""
     from vaelab.factory import run_config_from_dict
     from vaelab.workflow import build_run_config
 
     train = {"steps": steps, "batch_size": batch_size, "metrics": [], "progress": False,
              "checkpoint_every": 0, "tb_images": False, "precision": precision,
-             "accelerator": "cpu", "compile": compile, "conv_kernels": conv_kernels}
+             "accelerator": "cpu", "compile": compile, "conv_kernels": conv_kernels,
+             "fused_adam": fused_adam}
     if objective in PRESET_OF:
         overrides = [f"train.{k}={json.dumps(v) if isinstance(v, list) else v}"
                      for k, v in train.items()]
@@ -105,7 +107,7 @@ def time_bare(config, dataset, warmup: int, steps: int, scope: str = "forward") 
     import torch
 
     from vaelab.engine import _build
-    from vaelab.optim import Updater
+    from vaelab.optim import Updater, fused
     from vaelab.perf import tune_allocator
 
     tune_allocator()
@@ -115,8 +117,11 @@ def time_bare(config, dataset, warmup: int, steps: int, scope: str = "forward") 
     if objective.needs_dataset_size:
         objective.set_dataset_size(len(dataset))
     model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas)
-    updater = Updater(model, optimizer, objective)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas,
+                                 fused=True if train.fused_adam else None)
+    own = objective.configure_optimizer()
+    own = fused(own) if train.fused_adam else own
+    updater = Updater(model, optimizer, objective, own_optimizer=own)
     sources = dataset.batch_source(config.data.config, train.batch_size,
                                    torch.Generator().manual_seed(0))
     bf16 = train.precision.startswith("bf16")
@@ -129,7 +134,7 @@ def time_bare(config, dataset, warmup: int, steps: int, scope: str = "forward") 
         from vaelab.precision import _AutocastForward
 
         forward = _AutocastForward(model, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
-        updater = Updater(forward, optimizer, objective)
+        updater = Updater(forward, optimizer, objective, own_optimizer=own)
     step = torch.zeros(())
     model.train()
     start = 0.0
@@ -156,7 +161,7 @@ def engine_table(args) -> None:
     print(f"{'objective':<14}{'bare img/s':>11}{'vaelab img/s':>13}{'engine cost':>12}")
     for objective in args.objectives:
         config = run_config(objective, args.batch_size, args.warmup + args.steps, args.precision,
-                            conv_kernels=args.conv_kernels)
+                            conv_kernels=args.conv_kernels, fused_adam=args.fused_adam)
         name = config.data.name
         if name not in datasets:
             datasets[name] = load_dataset_component(config.data)
@@ -235,13 +240,15 @@ HERE = Path(__file__).resolve().parent
 
 
 def _worker_vaelab(objective: str, steps: int, warmup: int, threads: int,
-                   precision: str, compile: bool = False, conv_kernels: str = "auto") -> float:
+                   precision: str, compile: bool = False, conv_kernels: str = "auto",
+                   fused_adam: bool = False) -> float:
     import torch
 
     import vaelab
 
     torch.set_num_threads(threads)
-    config = run_config(objective, 64, warmup + steps, precision, compile, conv_kernels)
+    config = run_config(objective, 64, warmup + steps, precision, compile, conv_kernels,
+                        fused_adam)
     return time_fit(config, vaelab.load_dataset("dsprites"), warmup, steps)
 
 
@@ -301,23 +308,30 @@ def peers_table(args) -> None:
         header += f"{'compiled':>10}{'vs stock':>10}{'vs tuned':>10}"
     if args.also_kernels:
         header += f"{args.also_kernels:>10}{'vs stock':>10}{'vs tuned':>10}"
+    if args.also_fused:
+        header += f"{'fused':>10}{'vs stock':>10}{'vs tuned':>10}"
     print(header)
     with tempfile.TemporaryDirectory() as folder:
         images = _images_file(folder, 64 * max(args.steps, args.warmup))
         for objective in [o for o in args.objectives if o in PYTHAE_OBJECTIVES]:
-            best = {"vaelab": 0.0, "compiled": 0.0, "kernels": 0.0, "stock": 0.0, "tuned": 0.0}
-            variants = ([("vaelab", args.compile, args.conv_kernels)]
-                        + ([("compiled", True, args.conv_kernels)] if args.also_compile else [])
-                        + ([("kernels", args.compile, args.also_kernels)]
-                           if args.also_kernels else []))
+            best = {"vaelab": 0.0, "compiled": 0.0, "kernels": 0.0, "fused": 0.0, "stock": 0.0,
+                    "tuned": 0.0}
+            fa = args.fused_adam
+            variants = ([("vaelab", args.compile, args.conv_kernels, fa)]
+                        + ([("compiled", True, args.conv_kernels, fa)] if args.also_compile else [])
+                        + ([("kernels", args.compile, args.also_kernels, fa)]
+                           if args.also_kernels else [])
+                        + ([("fused", args.compile, args.also_kernels or args.conv_kernels, True)]
+                           if args.also_fused else []))
             for _ in range(args.rounds):
-                for name, compiled, kernels in variants:
+                for name, compiled, kernels, fused_adam in variants:
                     best[name] = max(best[name], _run(
                         [sys.executable, __file__, "--worker", objective, "--steps",
                          str(args.steps), "--warmup", str(args.warmup), "--threads",
                          str(args.threads), "--precision", args.precision,
                          "--conv-kernels", kernels]
-                        + (["--compile"] if compiled else []), stock))
+                        + (["--compile"] if compiled else [])
+                        + (["--fused-adam"] if fused_adam else []), stock))
                 for kind, env in (("stock", stock), ("tuned", tuned)):
                     best[kind] = max(best[kind], _run(
                         [python, str(HERE / "peers" / "pythae_worker.py"), objective, images,
@@ -328,7 +342,9 @@ def peers_table(args) -> None:
                   + (f"{best['compiled']:>10.0f}{best['compiled'] / best['stock']:>9.2f}x"
                      f"{best['compiled'] / best['tuned']:>9.2f}x" if args.also_compile else "")
                   + (f"{best['kernels']:>10.0f}{best['kernels'] / best['stock']:>9.2f}x"
-                     f"{best['kernels'] / best['tuned']:>9.2f}x" if args.also_kernels else ""),
+                     f"{best['kernels'] / best['tuned']:>9.2f}x" if args.also_kernels else "")
+                  + (f"{best['fused']:>10.0f}{best['fused'] / best['stock']:>9.2f}x"
+                     f"{best['fused'] / best['tuned']:>9.2f}x" if args.also_fused else ""),
                   flush=True)
     print("images/s; pythae as its users run it (its trainer, glibc's malloc defaults) and "
           f"tuned ({' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())})")
@@ -359,12 +375,18 @@ def main(argv=None) -> None:
     parser.add_argument("--also-kernels", choices=("auto", "fast", "stock"),
                         help="the peers table also times vaelab with this train.conv_kernels, "
                              "in the same interleaved rounds")
+    parser.add_argument("--fused-adam", action="store_true",
+                        help="vaelab (and the bare loop) with train.fused_adam=true")
+    parser.add_argument("--also-fused", action="store_true",
+                        help="the peers table also times vaelab with train.fused_adam=true (and "
+                             "--also-kernels' kernels if given), in the same interleaved rounds")
     parser.add_argument("--pythae-python", default="/tmp/pythae-venv/bin/python")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:  # one timed vaelab run in a fresh process (the peers table)
         print(json.dumps(_worker_vaelab(args.worker, args.steps, args.warmup, args.threads,
-                                        args.precision, args.compile, args.conv_kernels)))
+                                        args.precision, args.compile, args.conv_kernels,
+                                        args.fused_adam)))
         return
     args.objectives = [o for o in args.objectives.split(",") if o]
     unknown = sorted(set(args.objectives) - set(OBJECTIVES))

@@ -77,6 +77,7 @@ def test_train_preset_with_overrides_end_to_end(tmp_path, capsys):
     (["train", "--set", "objective.name=elbo"], "unknown objective 'elbo'"),
     (["train", "--set", "notakey"], "--set expects key=value"),
     (["train", "--set", "train.conv_kernels=turbo"], "conv_kernels must be one of"),
+    (["train", "--set", "train.fused_adam=maybe"], "train.fused_adam: expected bool"),
     (["train", "--config", "missing.ini"], "no config file at missing.ini"),
     (["train", "--resume", "nowhere"], "config.json is missing"),
 ])
@@ -154,3 +155,14 @@ def test_readme_toml_example_is_a_valid_run_config(tmp_path):
     (tmp_path / "my_run.toml").write_text(block)
     config = build_run_config(None, [], config=tmp_path / "my_run.toml")
     assert config.objective.name == "beta_tcvae" and config.train.steps == 20000
+
+
+def test_train_with_fused_adam_end_to_end(tmp_path):
+    args = ["train", "--out", str(tmp_path), "--name", "f", *TOY, "--set", "train.fused_adam=true",
+            "--set", "objective.name=factor_vae"]
+    assert main(args) == 0
+    config = json.loads((tmp_path / "f" / "config.json").read_text())
+    assert config["train"]["fused_adam"] is True
+    ckpt = load_checkpoint(checkpoint_path(tmp_path / "f"))
+    assert ckpt["optimizer"]["param_groups"][0]["fused"]
+    assert ckpt["aux_optimizer"]["param_groups"][0]["fused"]  # the discriminator's

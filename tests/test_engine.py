@@ -545,3 +545,82 @@ def test_resume_with_a_cosine_schedule_is_exact(tmp_path, tiny):
     base = tiny(steps=10, checkpoint_every=0, lr_schedule="cosine")
     a, b = _straight_and_resumed(base, tmp_path, at=5)
     assert torch.equal(_params(a.model), _params(b.model))
+
+
+def test_fused_adam_is_the_same_update_in_one_kernel(tmp_path, tiny, monkeypatch):
+    """train.fused_adam: both optimisers (FactorVAE's discriminator too) are PyTorch's fused Adam
+    with the run's settings, and the run tracks the unfused one to float rounding."""
+    from vaelab.objectives.factor import FactorVAE
+    from vaelab.registry import OBJECTIVES
+
+    seen = []
+
+    class Recording(FactorVAE):
+        def update(self, updater, model, batch, step):
+            if int(step) == 1:
+                seen.append(_params(model))
+            seen.append((updater.optimizer, updater.own_optimizer))
+            return super().update(updater, model, batch, step)
+
+    monkeypatch.setitem(OBJECTIVES._items, "recording", Recording)
+    runs = {}
+    for fused in (False, True):
+        data = tiny(steps=8, lr=1e-3, fused_adam=fused, checkpoint_every=0)
+        data["objective"] = {"name": "recording"}
+        runs[fused] = fit(run_config_from_dict(data), tmp_path / f"f{fused}")
+        model_opt, disc_opt = seen[-1]
+        assert bool(model_opt.param_groups[0].get("fused")) is fused
+        assert bool(disc_opt.param_groups[0].get("fused")) is fused
+        assert model_opt.param_groups[0]["lr"] == 1e-3
+        assert disc_opt.param_groups[0]["betas"] == (0.5, 0.9)  # the discriminator's own
+    a, b = _params(runs[False].model), _params(runs[True].model)
+    assert (a - seen[0]).abs().max() > 1e-3  # 8 steps at lr 1e-3 moved the weights ...
+    assert torch.allclose(a, b, rtol=0, atol=1e-5), (a - b).abs().max()  # ... both the same way
+    with pytest.raises(ValueError, match="fused_adam"):
+        run_config_from_dict(tiny(fused_adam="sometimes"))
+
+
+def test_fused_adam_rebuild_keeps_settings_and_refuses_a_stepped_optimiser():
+    from vaelab.errors import VaelabError
+    from vaelab.optim import fused
+
+    w = torch.nn.Parameter(torch.randn(5, 3))
+    groups = [{"params": [w], "lr": 0.01, "betas": (0.5, 0.9)}]
+    plain = torch.optim.Adam(groups, weight_decay=0.1)
+    one = fused(plain)
+    assert isinstance(one, torch.optim.Adam) and one.param_groups[0]["fused"]
+    assert one.param_groups[0]["lr"] == 0.01 and one.param_groups[0]["betas"] == (0.5, 0.9)
+    assert one.param_groups[0]["weight_decay"] == 0.1
+    assert fused(one) is one and fused(None) is None
+    sgd = torch.optim.SGD([w], lr=0.1)
+    assert fused(sgd) is sgd  # no fused kernel: unchanged
+    # the same update as torch's reference Adam, to float rounding
+    ref_w = torch.nn.Parameter(w.detach().clone())
+    ref = torch.optim.Adam([{"params": [ref_w], "lr": 0.01, "betas": (0.5, 0.9)}],
+                           weight_decay=0.1, foreach=False)
+    for _ in range(5):
+        for p, opt in ((w, one), (ref_w, ref)):
+            opt.zero_grad()
+            (p ** 3).sum().backward()
+            opt.step()
+    assert torch.allclose(w, ref_w, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(w, torch.zeros_like(w))
+    with pytest.raises(VaelabError, match="before its first step"):
+        fused(ref)
+
+
+def test_resume_keeps_the_runs_own_adam_implementation(tmp_path, tiny):
+    """A fused run resumed is exact, and a checkpoint's saved 'fused' flag does not leak."""
+    from vaelab.optim import Updater
+
+    base = tiny(steps=10, checkpoint_every=0, fused_adam=True)
+    a, b = _straight_and_resumed(base, tmp_path, at=5)
+    assert torch.equal(_params(a.model), _params(b.model))
+    w = torch.nn.Parameter(torch.randn(3))
+    plain = torch.optim.Adam([w])
+    fast = torch.optim.Adam([torch.nn.Parameter(torch.randn(3))], fused=True)
+    objective = torch.nn.Module()
+    objective.configure_optimizer = lambda: None
+    Updater(torch.nn.Linear(1, 1), plain, objective).load_state_dict(
+        {"optimizer": fast.state_dict()})
+    assert not plain.param_groups[0].get("fused")

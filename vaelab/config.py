@@ -184,6 +184,8 @@ class TrainConfig:
     #                             "auto": vaelab's faster backward where it is bit-identical to
     #                             PyTorch's (bf16); "fast": also in fp32 and a faster forward for
     #                             thin output layers (float rounding differs); "stock": PyTorch's
+    fused_adam: bool = False  # PyTorch's fused Adam kernel for the model's and the objective's
+    #                           Adam (FactorVAE's discriminator): faster, not bit-identical
     compile: bool = False  # torch.compile the model
     compile_mode: str = "default"  # torch.compile mode: "default" | "reduce-overhead" (CUDA
     #                                graphs on a GPU) | "max-autotune" | "max-autotune-no-cudagraphs"
