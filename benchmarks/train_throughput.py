@@ -107,7 +107,7 @@ def time_bare(config, dataset, warmup: int, steps: int, scope: str = "forward") 
     import torch
 
     from vaelab.engine import _build
-    from vaelab.optim import Updater, fused
+    from vaelab.optim import Updater, build_optimizers
     from vaelab.perf import tune_allocator
 
     tune_allocator()
@@ -117,10 +117,7 @@ def time_bare(config, dataset, warmup: int, steps: int, scope: str = "forward") 
     if objective.needs_dataset_size:
         objective.set_dataset_size(len(dataset))
     model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas,
-                                 fused=True if train.fused_adam else None)
-    own = objective.configure_optimizer()
-    own = fused(own) if train.fused_adam else own
+    optimizer, own = build_optimizers(model, objective, train)  # as the engine
     updater = Updater(model, optimizer, objective, own_optimizer=own)
     sources = dataset.batch_source(config.data.config, train.batch_size,
                                    torch.Generator().manual_seed(0))

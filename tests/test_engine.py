@@ -607,6 +607,10 @@ def test_fused_adam_rebuild_keeps_settings_and_refuses_a_stepped_optimiser():
     assert not torch.equal(w, torch.zeros_like(w))
     with pytest.raises(VaelabError, match="before its first step"):
         fused(ref)
+    differentiable = torch.optim.Adam([torch.nn.Parameter(torch.randn(3))], differentiable=True)
+    with pytest.raises(VaelabError,
+                       match="no fused Adam for these parameters or settings.*fused_adam=false"):
+        fused(differentiable)  # settings with no fused kernel: one clear line, not a traceback
 
 
 def test_resume_keeps_the_runs_own_adam_implementation(tmp_path, tiny):

@@ -40,7 +40,7 @@ from vaelab.callbacks import Callback
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
 from vaelab.models import fastconv
-from vaelab.optim import Updater, fused
+from vaelab.optim import Updater, build_optimizers
 from vaelab.runs import (
     Run,
     atomic_write_json,
@@ -404,16 +404,12 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
     model = model.to(memory_format=memory_format)
     if fabric.device.type == "cpu" and not train.compile and train.conv_kernels != "stock":
         fastconv.install(model, train.conv_kernels)  # no-op for fp32 under "auto"
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=train.adam_betas,
-                                 fused=True if train.fused_adam else None)
+    objective = objective.to(fabric.device)
+    optimizer, own_optimizer = build_optimizers(model, objective, train)
     fmodel, optimizer = fabric.setup(model, optimizer)
     if train.compile:  # "reduce-overhead" replays the model's kernels as CUDA graphs
         fmodel = torch.compile(fmodel, mode=None if train.compile_mode == "default"
                                else train.compile_mode)
-    objective = objective.to(fabric.device)
-    own_optimizer = objective.configure_optimizer()
-    if train.fused_adam:  # FactorVAE's discriminator: its Adam is ~15 % of a CPU step unfused
-        own_optimizer = fused(own_optimizer)
     updater = Updater(fmodel, optimizer, objective, fabric, name=config.objective.name,
                       own_optimizer=own_optimizer)
 
