@@ -92,3 +92,29 @@ def test_gmvae_sample_prior_is_one_consistent_draw():
     a = model.sample_prior(5, torch.Generator().manual_seed(3))
     b = model.sample_prior(5, torch.Generator().manual_seed(3))
     assert all(torch.equal(a[k], b[k]) for k in ("z", "w", "y"))
+
+
+def test_the_paper_architecture_from_the_cli_keeps_its_batchnorm_statistics(frey_home, tmp_path,
+                                                                            capsys):
+    """architecture=paper end to end: trained from the CLI, scored by `vaelab eval`, and a
+    reloaded run clusters as the trained one (BatchNorm's running statistics are saved)."""
+    out = tmp_path / "runs"
+    code = main(["train", "gmvae_frey", "--out", str(out), "--name", "p", "--no-progress",
+                 "--set", "model.architecture=paper", "--set", "model.hidden_dim=32",
+                 "--set", "train.epochs=0", "--set", "train.steps=8", "--set",
+                 "train.valid_every=4", "--set", "train.log_every=4", "--set", "model.K=4"])
+    assert code == 0, capsys.readouterr().err
+    run_dir = out / "p"
+    assert json.loads((run_dir / "config.json").read_text())["model"]["architecture"] == "paper"
+    assert main(["eval", str(run_dir), "--metrics", "clusters"]) == 0
+    scores = json.loads((run_dir / "metrics.json").read_text())
+    assert 0 < scores["clusters.accuracy"] <= 1 and 1 <= scores["clusters.used"] <= 4
+    run = vaelab.load_run(run_dir)
+    statistics = run.model.encoder.trunk[1].running_mean
+    assert statistics.abs().sum() > 0  # trained statistics, not BatchNorm's zeros
+    x = vaelab.load_dataset("frey", split="test").batch(torch.arange(64))
+    assert run.model.cluster(x).shape == (64,)
+    fresh = vaelab.create_model("gmvae", architecture="paper", hidden_dim=32, K=4, z_dim=8, w_dim=2,
+                                image_height=28, image_width=20).eval()
+    fresh.load_state_dict(run.model.state_dict())
+    assert torch.equal(fresh.cluster(x), run.model.cluster(x))

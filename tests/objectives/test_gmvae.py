@@ -247,3 +247,64 @@ def test_model_config_errors(options, match):
 def test_objective_config_errors(options, match):
     with pytest.raises(ValueError, match=match):
         GMVAEObjectiveConfig(**options)
+
+
+def test_paper_architecture_is_dilokthanakul_et_als_networks():
+    """architecture="paper": one BatchNorm trunk shared by q(z|x) and q(w|x), heads in the order
+    mu_z, logvar_z, mu_w, logvar_w; a Tanh prior trunk with linear log-variances (no floor); a
+    decoder with two hidden layers; PyTorch's (= Torch7's) default init."""
+    torch.manual_seed(0)
+    model = create_model("gmvae", architecture="paper", image_height=4, image_width=4, z_dim=2,
+                         w_dim=3, K=3, hidden_dim=8, cluster_posterior="bayes")
+    assert not hasattr(model, "q_z") and not hasattr(model, "q_w")
+    x = torch.rand(5, 1, 4, 4)
+    lin1, bn1, _, _, lin2, bn2 = list(model.encoder.trunk)[:6]
+    model.train()
+    h = torch.relu(torch.nn.functional.batch_norm(lin1(x.flatten(1)), None, None, bn1.weight,
+                                                  bn1.bias, training=True))
+    h = torch.relu(torch.nn.functional.batch_norm(lin2(h), None, None, bn2.weight, bn2.bias,
+                                                  training=True))
+    heads = model.encoder.heads(h)
+    expected = (heads[:, :2], heads[:, 2:4], heads[:, 4:7], heads[:, 7:])
+    for got, want in zip(model.encode(x), expected, strict=True):
+        torch.testing.assert_close(got, want)
+    model.eval()  # BatchNorm's running statistics in eval mode: a different, fixed answer
+    assert not torch.allclose(model.encode(x)[0], expected[0])
+    assert torch.equal(model.encode(x)[0], model.encode(x)[0])
+
+    w = torch.tensor([[-3.0, 0.5, 2.0], [0.0, -1.0, 4.0]])
+    mu, logvar = model.prior_heads(w)
+    h = torch.tanh(model.prior_trunk[0](w))
+    torch.testing.assert_close(mu, model.prior_mean(h).view(2, 3, 2))
+    torch.testing.assert_close(logvar, model.prior_variance(h).view(2, 3, 2))  # no floor
+    with torch.no_grad():  # a floor (the seed's softplus + 0.1) would give log 0.1 here
+        model.prior_variance.weight.zero_()
+        model.prior_variance.bias.fill_(-10.0)
+    assert torch.equal(model.prior_heads(w)[1], torch.full((2, 3, 2), -10.0))
+    assert len([m for m in model.decoder.net if isinstance(m, torch.nn.Linear)]) == 3
+    assert model(x).logits.shape == (5, 1, 4, 4)
+    bound = 1 / math.sqrt(8)  # PyTorch's default bias init, not the seed's N(0, 1) symmetry break
+    assert model.prior_mean.bias.abs().max() <= bound
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        create_model("seed_vae", architecture="paper")
+
+
+def test_paper_architecture_shares_the_trunk_and_learns():
+    torch.manual_seed(1)
+    model = create_model("gmvae", architecture="paper", image_height=4, image_width=4, z_dim=2,
+                         w_dim=2, K=3, hidden_dim=8, cluster_posterior="bayes")
+    x = torch.rand(6, 1, 4, 4)
+    first = model.encoder.trunk[0].weight
+    for part in (0, 2):  # mu_z and mu_w both reach the shared first layer
+        grad, = torch.autograd.grad(model.encode(x)[part].sum(), first)
+        assert grad.abs().sum() > 0
+    objective = create_objective("gmvae", likelihood="bernoulli", cp_estimator="analytic")
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = objective(model(x), x, torch.tensor(0.0))["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 1.0 and all(math.isfinite(v) for v in losses)

@@ -9,13 +9,19 @@ Autoencoders" (arXiv 1611.02648), as implemented by psanch21/VAE-GMVAE (spec `gm
 Architectures (`architecture`): "dense" (the seed's model_type 2; `DenseNet` blocks of
 `num_layers` layers, width `hidden_dim`) and "cnn" (model_type 3; `ConvNet3Gauss` encoders and
 the `DeconvNet3` decoder), for 28x28 (MNIST) and 28x20 (Frey) inputs or any size divisible by 4.
+The GMVAE also has "paper": the fully connected networks of Dilokthanakul et al.'s own code
+(Nat-D/GMVAE, `models/FullyConnected.lua`), where q(z|x) and q(w|x) share one trunk of two
+[Linear(hidden), BatchNorm, ReLU] with linear mean and log-variance heads, the prior trunk is
+Linear + Tanh with linear log-variance heads (no floor), the decoder has two hidden ReLU layers,
+and the init is PyTorch's default (Torch7's nn.Linear init). On MNIST it clusters better than the
+seed's separate encoders at the same step count (`benchmarks/gmvae_clustering.py`, README).
 `GMVAE.cluster_posterior` chooses pi: "network" (the seed: a learned MLP on [w; z]) or "bayes"
 (the paper: Bayes' rule from the K Gaussians p(z|w, y=k) and the uniform p(y)).
 
-Variances are produced directly by softplus (the seed's choice), with its 0.1 floor on the prior
-heads and the dense q(w|x); latents are declared with log-variances. Initialisation as the seed:
-Glorot-uniform weights, zero biases, except the prior heads' biases ~ truncated N(0, 1), which
-break the symmetry between clusters.
+In "dense" and "cnn", variances are produced directly by softplus (the seed's choice), with its
+0.1 floor on the prior heads and the dense q(w|x); latents are declared with log-variances.
+Initialisation as the seed: Glorot-uniform weights, zero biases, except the prior heads' biases
+~ truncated N(0, 1), which break the symmetry between clusters.
 
 Fixed here (the seed's bugs, `gmvae.md` §11): dropout (`dropout`) really is applied in the dense
 hidden layers in train mode (the seed's never fires); decoding returns logits and the mean is
@@ -46,6 +52,8 @@ from vaelab.registry import MODELS
 __all__ = ["GMVAE", "GMVAEConfig", "GMVAEOutput", "SeedVAE", "SeedVAEConfig", "dense_net"]
 
 ARCHITECTURES = ("dense", "cnn")
+#: the GMVAE's also: "paper", the fully connected networks of Dilokthanakul et al.'s own code
+GMVAE_ARCHITECTURES = (*ARCHITECTURES, "paper")
 CLUSTER_POSTERIORS = ("network", "bayes")
 VARIANCE_FLOOR = 0.1  # the seed's softplus_bias
 
@@ -119,6 +127,24 @@ class _ConvGaussian(nn.Module):
         return self.mean(h), _log_variance(self.variance(h))
 
 
+class _PaperEncoder(nn.Module):
+    """x -> (mu_z, logvar_z, mu_w, logvar_w): the recogniser of Dilokthanakul et al.'s code
+    (Nat-D/GMVAE, models/FullyConnected.lua): one trunk of two [Linear(hidden), BatchNorm, ReLU]
+    shared by q(z|x) and q(w|x), then four linear heads (means and log-variances).
+    Dropout, when asked for, follows each ReLU."""
+
+    def __init__(self, n_in: int, z_dim: int, w_dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.heads = nn.Linear(hidden, 2 * (z_dim + w_dim))  # [mu_z, logvar_z, mu_w, logvar_w]
+        self.sizes = (z_dim, z_dim, w_dim, w_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.heads(self.trunk(x.flatten(1))).split(self.sizes, dim=-1)
+
+
 class _SamePad(nn.Module):
     """Zero padding so a k4 s2 convolution gives ceil(n / 2), as TensorFlow's SAME."""
 
@@ -149,6 +175,19 @@ class _DenseDecoder(nn.Module):
         return self.net(z).view(-1, *self.shape)
 
 
+class _PaperDecoder(nn.Module):
+    """z -> logits: the generator of Dilokthanakul et al.'s code, two hidden ReLU layers."""
+
+    def __init__(self, z_dim: int, hidden: int, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.shape = shape
+        self.net = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                 nn.ReLU(), nn.Linear(hidden, shape[0] * shape[1] * shape[2]))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(-1, *self.shape)
+
+
 class _DeconvDecoder(nn.Module):
     """The seed's `DeconvNet3`: Dense(3 z_dim) -> Dense(H/4 W/4 64) -> two k4 s2 transposed convs
     (64, 32) -> a k4 s1 transposed conv to C channels (SAME padding throughout) -> logits."""
@@ -173,9 +212,9 @@ class _DeconvDecoder(nn.Module):
 # Configs
 
 
-def _check_shape_options(config: Any) -> None:
-    if config.architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got "
+def _check_shape_options(config: Any, architectures: tuple[str, ...] = ARCHITECTURES) -> None:
+    if config.architecture not in architectures:
+        raise ValueError(f"architecture must be one of {architectures}, got "
                          f"{config.architecture!r}")
     for name in ("hidden_dim", "num_layers", "z_dim"):
         if getattr(config, name) < 1:
@@ -194,7 +233,7 @@ def _check_shape_options(config: Any) -> None:
 class GMVAEConfig:
     """The GMVAE seed's flags (`gmvae.md` §5.1; its defaults) and vaelab's fixes."""
 
-    architecture: str = "dense"  # "dense" (seed model_type 2) | "cnn" (model_type 3)
+    architecture: str = "dense"  # "dense" (seed model_type 2) | "cnn" (model_type 3) | "paper"
     z_dim: int = 3  # the mixture-prior latent z
     w_dim: int = 3  # the latent w that parametrises the mixture
     K: int = 10  # clusters (the seed's K_clusters), >= 2
@@ -207,7 +246,7 @@ class GMVAEConfig:
     image_width: int = 0  # 0: from the data
 
     def __post_init__(self) -> None:
-        _check_shape_options(self)
+        _check_shape_options(self, GMVAE_ARCHITECTURES)
         if self.K < 2:
             raise ValueError(f"K must be >= 2 clusters, got {self.K}")
         if self.w_dim < 1:
@@ -299,19 +338,34 @@ class GMVAE(Model):
         self.num_clusters = config.K
         self.latents = (LatentSpec("z", config.z_dim), LatentSpec("w", config.w_dim),
                         LatentSpec("y", config.K, kind="categorical"))
-        self.q_z = _encoder(config, self.image_shape, config.z_dim, 0.0)
-        self.q_w = _encoder(config, self.image_shape, config.w_dim, VARIANCE_FLOOR)
+        paper = config.architecture == "paper"
+        if paper:
+            pixels = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+            self.encoder = _PaperEncoder(pixels, config.z_dim, config.w_dim, config.hidden_dim,
+                                         config.dropout)
+        else:
+            self.q_z = _encoder(config, self.image_shape, config.z_dim, 0.0)
+            self.q_w = _encoder(config, self.image_shape, config.w_dim, VARIANCE_FLOOR)
         self.y_net = (dense_net(config.w_dim + config.z_dim, config.K, config.hidden_dim,
                                 config.num_layers, config.dropout)
                       if config.cluster_posterior == "network" else None)
-        self.prior_trunk = nn.Sequential(nn.Linear(config.w_dim, config.hidden_dim), nn.ReLU())
+        self.prior_trunk = nn.Sequential(nn.Linear(config.w_dim, config.hidden_dim),
+                                         nn.Tanh() if paper else nn.ReLU())
         self.prior_mean = nn.Linear(config.hidden_dim, config.K * config.z_dim)
         self.prior_variance = nn.Linear(config.hidden_dim, config.K * config.z_dim)
-        self.decoder = _decoder(config, self.image_shape)
-        _glorot(self)
-        with torch.no_grad():  # symmetry breaking between clusters, as the seed
-            for head in (self.prior_mean, self.prior_variance):
-                nn.init.trunc_normal_(head.bias, std=1.0, a=-2.0, b=2.0)
+        self.decoder = (_PaperDecoder(config.z_dim, config.hidden_dim, self.image_shape) if paper
+                        else _decoder(config, self.image_shape))
+        if not paper:  # "paper" keeps PyTorch's default init, which is Torch7's nn.Linear one
+            _glorot(self)
+            with torch.no_grad():  # symmetry breaking between clusters, as the seed
+                for head in (self.prior_mean, self.prior_variance):
+                    nn.init.trunc_normal_(head.bias, std=1.0, a=-2.0, b=2.0)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The parameters of q(z|x) and q(w|x): mu_z, logvar_z, mu_w, logvar_w."""
+        if self.config.architecture == "paper":
+            return self.encoder(x)
+        return (*self.q_z(x), *self.q_w(x))
 
     # -- pieces -------------------------------------------------------------------------------
 
@@ -319,8 +373,10 @@ class GMVAE(Model):
         """Means and log-variances of p(z | w, y=k) for every k: each (B, K, Dz)."""
         h = self.prior_trunk(w)
         shape = (-1, self.config.K, self.config.z_dim)
-        return (self.prior_mean(h).view(shape),
-                _log_variance(self.prior_variance(h), VARIANCE_FLOOR).view(shape))
+        raw = self.prior_variance(h)
+        # "paper": linear log-variance heads as Dilokthanakul et al.'s code; else the seed's floor
+        logvar = raw if self.config.architecture == "paper" else _log_variance(raw, VARIANCE_FLOOR)
+        return self.prior_mean(h).view(shape), logvar.view(shape)
 
     def cluster_logits(self, w: Tensor, z: Tensor, prior_mu: Tensor | None = None,
                        prior_logvar: Tensor | None = None) -> Tensor:
@@ -336,8 +392,7 @@ class GMVAE(Model):
 
     def forward(self, x: Tensor, samples: int = 1) -> GMVAEOutput:
         """Encodes, draws `samples` (w, z) per image in train mode (the means in eval mode)."""
-        mu_z, logvar_z = self.q_z(x)
-        mu_w, logvar_w = self.q_w(x)
+        mu_z, logvar_z, mu_w, logvar_w = self.encode(x)
         if self.training:
             z = DiagonalGaussian(mu_z.repeat(samples, 1), logvar_z.repeat(samples, 1)).rsample()
             w = DiagonalGaussian(mu_w.repeat(samples, 1), logvar_w.repeat(samples, 1)).rsample()
@@ -354,8 +409,7 @@ class GMVAE(Model):
 
     def posterior(self, x: Tensor) -> dict[str, DiagonalGaussian | Categorical]:
         """q(z|x), q(w|x), and p(y | w, z) at their means."""
-        mu_z, logvar_z = self.q_z(x)
-        mu_w, logvar_w = self.q_w(x)
+        mu_z, logvar_z, mu_w, logvar_w = self.encode(x)
         return {"z": DiagonalGaussian(mu_z, logvar_z), "w": DiagonalGaussian(mu_w, logvar_w),
                 "y": Categorical(self.cluster_logits(mu_w, mu_z))}
 
