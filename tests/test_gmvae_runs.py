@@ -112,9 +112,15 @@ def test_the_paper_architecture_from_the_cli_keeps_its_batchnorm_statistics(frey
     run = vaelab.load_run(run_dir)
     statistics = run.model.encoder.trunk[1].running_mean
     assert statistics.abs().sum() > 0  # trained statistics, not BatchNorm's zeros
+    assert int(run.model.encoder.trunk[1].num_batches_tracked) == 8  # one per training step
     x = vaelab.load_dataset("frey", split="test").batch(torch.arange(64))
-    assert run.model.cluster(x).shape == (64,)
-    fresh = vaelab.create_model("gmvae", architecture="paper", hidden_dim=32, K=4, z_dim=8, w_dim=2,
-                                image_height=28, image_width=20).eval()
-    fresh.load_state_dict(run.model.state_dict())
-    assert torch.equal(fresh.cluster(x), run.model.cluster(x))
+    kept = run.model.encode(x)[0]
+    run.model.encoder.trunk[1].reset_running_stats()  # the statistics are what eval mode uses
+    assert not torch.allclose(run.model.encode(x)[0], kept)
+
+
+def test_the_paper_architecture_refuses_a_training_batch_of_one():
+    model = vaelab.create_model("gmvae", architecture="paper", image_height=4, image_width=4)
+    with pytest.raises(ValueError, match="at least 2 images, got 1; raise train.batch_size"):
+        model(torch.rand(1, 1, 4, 4))
+    assert model.eval()(torch.rand(1, 1, 4, 4)).logits.shape == (1, 1, 4, 4)  # eval: fine

@@ -163,26 +163,19 @@ class _SamePad(nn.Module):
 
 
 class _DenseDecoder(nn.Module):
-    """z -> logits (B, C, H, W): always two layers, Dense(hidden, ReLU) -> Dense(C H W)."""
+    """z -> logits (B, C, H, W): `hidden_layers` x Dense(hidden, ReLU) -> Dense(C H W); the seed
+    always has one hidden layer, Dilokthanakul et al.'s code ("paper") two."""
 
-    def __init__(self, z_dim: int, hidden: int, shape: tuple[int, int, int]) -> None:
+    def __init__(self, z_dim: int, hidden: int, shape: tuple[int, int, int],
+                 hidden_layers: int = 1) -> None:
         super().__init__()
         self.shape = shape
-        self.net = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, shape[0] * shape[1] * shape[2]))
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).view(-1, *self.shape)
-
-
-class _PaperDecoder(nn.Module):
-    """z -> logits: the generator of Dilokthanakul et al.'s code, two hidden ReLU layers."""
-
-    def __init__(self, z_dim: int, hidden: int, shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.shape = shape
-        self.net = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                 nn.ReLU(), nn.Linear(hidden, shape[0] * shape[1] * shape[2]))
+        layers: list[nn.Module] = []
+        width = z_dim
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.net = nn.Sequential(*layers, nn.Linear(width, shape[0] * shape[1] * shape[2]))
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.shape)
@@ -338,7 +331,7 @@ class GMVAE(Model):
         self.num_clusters = config.K
         self.latents = (LatentSpec("z", config.z_dim), LatentSpec("w", config.w_dim),
                         LatentSpec("y", config.K, kind="categorical"))
-        paper = config.architecture == "paper"
+        self.paper = paper = config.architecture == "paper"
         if paper:
             pixels = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
             self.encoder = _PaperEncoder(pixels, config.z_dim, config.w_dim, config.hidden_dim,
@@ -353,8 +346,8 @@ class GMVAE(Model):
                                          nn.Tanh() if paper else nn.ReLU())
         self.prior_mean = nn.Linear(config.hidden_dim, config.K * config.z_dim)
         self.prior_variance = nn.Linear(config.hidden_dim, config.K * config.z_dim)
-        self.decoder = (_PaperDecoder(config.z_dim, config.hidden_dim, self.image_shape) if paper
-                        else _decoder(config, self.image_shape))
+        self.decoder = (_DenseDecoder(config.z_dim, config.hidden_dim, self.image_shape, 2)
+                        if paper else _decoder(config, self.image_shape))
         if not paper:  # "paper" keeps PyTorch's default init, which is Torch7's nn.Linear one
             _glorot(self)
             with torch.no_grad():  # symmetry breaking between clusters, as the seed
@@ -363,7 +356,11 @@ class GMVAE(Model):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The parameters of q(z|x) and q(w|x): mu_z, logvar_z, mu_w, logvar_w."""
-        if self.config.architecture == "paper":
+        if self.paper:
+            if self.training and x.shape[0] == 1:
+                raise ValueError("architecture='paper' normalises each batch (BatchNorm): a "
+                                 "training batch needs at least 2 images, got 1; raise "
+                                 "train.batch_size or use architecture='dense'")
             return self.encoder(x)
         return (*self.q_z(x), *self.q_w(x))
 
@@ -375,7 +372,7 @@ class GMVAE(Model):
         shape = (-1, self.config.K, self.config.z_dim)
         raw = self.prior_variance(h)
         # "paper": linear log-variance heads as Dilokthanakul et al.'s code; else the seed's floor
-        logvar = raw if self.config.architecture == "paper" else _log_variance(raw, VARIANCE_FLOOR)
+        logvar = raw if self.paper else _log_variance(raw, VARIANCE_FLOOR)
         return self.prior_mean(h).view(shape), logvar.view(shape)
 
     def cluster_logits(self, w: Tensor, z: Tensor, prior_mu: Tensor | None = None,
