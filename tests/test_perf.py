@@ -49,7 +49,7 @@ if sys.argv[1] == "tuned":
     assert tune_allocator()
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-n = 128 * 2**20 // 4  # a 128 MiB block: above glibc's dynamic mmap ceiling of 32 MiB
+n = 48 * 2**20 // 4  # a 48 MiB block: above glibc's dynamic mmap ceiling of 32 MiB
 for _ in range(3):  # the heap grows to its size once
     x = torch.ones(n); del x
 per_block = []
@@ -74,6 +74,6 @@ def test_blocks_above_32_mib_are_reused_without_page_faults():
     # The best block of 9: the kernel now and then faults a reused block in again (this VM runs
     # DAMON reclaim, kdamond; seen for 1-5 blocks of 9), which the allocator cannot prevent. An
     # mmapped block faults every time, so one clean reuse is the property.
-    pages = 128 * 2**20 // 4096
+    pages = 48 * 2**20 // 4096
     assert faults("stock") > pages // 2  # glibc's defaults mmap (and fault) every block afresh
     assert faults("tuned") < pages // 50

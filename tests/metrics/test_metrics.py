@@ -266,14 +266,14 @@ def test_dci_in_parallel_gives_the_same_numbers():
 
     factors = grid_factors()
     codes = identity_codes(factors) + np.random.default_rng(1).normal(0, 0.5, factors.shape)
-    options = {"num_train": 300, "num_test": 150}
+    options = {"num_train": 120, "num_test": 60}
     serial = METRICS.get("dci")(codes, factors, np.random.default_rng(4), n_jobs=1, **options)
     parallel = METRICS.get("dci")(codes, factors, np.random.default_rng(4), n_jobs=2, **options)
     assert parallel == serial
     # the loop it replaced: one seed per factor drawn in order, then fit and score
     rng = np.random.default_rng(4)
     order = rng.permutation(len(codes))
-    train, test = order[:300], order[300:450]
+    train, test = order[:120], order[120:180]
     importance, accuracy = [], []
     for k in range(factors.shape[1]):
         model = GradientBoostingClassifier(random_state=int(rng.integers(2**31)))
