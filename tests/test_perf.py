@@ -42,6 +42,8 @@ def test_the_python_api_tunes_the_allocator(tmp_path, tiny, monkeypatch):
     assert calls  # a metric called on a model and a dataset tunes it too
 
 
+#: A 48 MiB block: above glibc's dynamic mmap ceiling of 32 MiB (the script's argv[2], in bytes)
+_BLOCK = 48 * 2**20
 _FAULTS = """
 import resource, sys, torch
 from vaelab.perf import tune_allocator
@@ -49,7 +51,7 @@ if sys.argv[1] == "tuned":
     assert tune_allocator()
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-n = 48 * 2**20 // 4  # a 48 MiB block: above glibc's dynamic mmap ceiling of 32 MiB
+n = int(sys.argv[2]) // 4  # float32 elements in one block
 for _ in range(3):  # the heap grows to its size once
     x = torch.ones(n); del x
 per_block = []
@@ -67,13 +69,13 @@ def test_blocks_above_32_mib_are_reused_without_page_faults():
     import subprocess
 
     def faults(mode: str) -> float:
-        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True,
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode, str(_BLOCK)], capture_output=True,
                              text=True, check=True)
         return float(out.stdout.split()[-1])
 
     # The best block of 9: the kernel now and then faults a reused block in again (this VM runs
     # DAMON reclaim, kdamond; seen for 1-5 blocks of 9), which the allocator cannot prevent. An
     # mmapped block faults every time, so one clean reuse is the property.
-    pages = 48 * 2**20 // 4096
+    pages = _BLOCK // 4096
     assert faults("stock") > pages // 2  # glibc's defaults mmap (and fault) every block afresh
     assert faults("tuned") < pages // 50
