@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from vaelab.data.base import DataConfig, DataError
 from vaelab.data.download import Resource
@@ -47,6 +46,8 @@ TEST_ANNOTATIONS = ("cars_test_annos_withlabels.mat", "devkit/cars_test_annos_wi
 
 def read_car_annotations(path: Path) -> dict[str, int]:
     """{image file name: class 0..195} from a Stanford Cars annotation .mat file."""
+    import scipy.io  # deferred: keeps `import vaelab` (and every CLI start) light
+
     try:
         records = scipy.io.loadmat(str(path), squeeze_me=True)["annotations"]
         names = [str(name) for name in np.atleast_1d(records["fname"])]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 
 from vaelab.data.base import DataConfig, DataError, ImageDataset, data_home
@@ -41,6 +40,8 @@ def read_frey(path: str | Path) -> np.ndarray:
     Raises:
         DataError: not a MAT file, no variable `ff`, or `ff` is not (560, N) uint8-valued.
     """
+    import scipy.io  # deferred: keeps `import vaelab` (and every CLI start) light
+
     try:
         ff = scipy.io.loadmat(str(path))["ff"]
     except KeyError:

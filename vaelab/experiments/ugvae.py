@@ -31,14 +31,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from vaelab.errors import VaelabError
 from vaelab.registry import Registry
+from vaelab.viz.losses import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["EXPERIMENTS", "domain_alignment", "experts_ess", "global_codes", "global_structure",
            "interpolation", "mnist_series", "run_experiment"]
@@ -151,7 +154,7 @@ def _alignment_map(run: Any, codes: np.ndarray, kinds: np.ndarray, pure: list, d
 
     points = PCA(n_components=2, random_state=0).fit_transform(codes)
     names = getattr(dataset, "domain_names", ("domain 0", "domain 1"))
-    figure = Figure(figsize=(9.5, 4.2), layout="constrained")
+    figure = new_figure(figsize=(9.5, 4.2), layout="constrained")
     left, right = figure.subplots(1, 2, width_ratios=[1.3, 1])
     for kind, label, colour in ((0, f"pure {names[0]}", "#1f77b4"),
                                 (1, f"pure {names[1]}", "#d62728"), (2, "mixed", "#7f7f7f")):
@@ -194,7 +197,7 @@ def _embed(codes: np.ndarray, reduction: str, seed: int) -> np.ndarray:
 def _map(points: np.ndarray, kinds: np.ndarray, styles: list[tuple[str, str, str]], title: str
          ) -> Figure:
     """Scatter of `points` with one (label, colour, marker) style per kind value."""
-    figure = Figure(figsize=(6, 5.5), layout="constrained")
+    figure = new_figure(figsize=(6, 5.5), layout="constrained")
     axis = figure.subplots()
     for kind, (label, colour, marker) in enumerate(styles):
         where = kinds == kind
@@ -453,7 +456,7 @@ def interpolation(run: Any, batches: int = 100, batch_size: int = 0, bn: str = "
     points = TSNE(n_components=2, init="pca", random_state=seed,
                   perplexity=float(min(30, max(2, (batches + steps - 1) / 3)))).fit_transform(
         np.concatenate([codes, beta_path.float().cpu().numpy()]))
-    figure = Figure(figsize=(6, 5.5), layout="constrained")
+    figure = new_figure(figsize=(6, 5.5), layout="constrained")
     axis = figure.subplots()
     domains = getattr(dataset, "domains", None)
     colours = None if domains is None else np.asarray(domains)[[b[0] for b in others]]

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
-import scipy.stats
 
 from vaelab.metrics.ground_truth import as_ground_truth
 from vaelab.registry import METRICS
@@ -34,6 +33,8 @@ __all__ = ["compute_dci", "compute_dci_fast", "dci_from_importance"]
 
 def dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
     """(disentanglement, completeness) from an importance matrix (D, F) >= 0."""
+    import scipy.stats  # deferred: keeps `import vaelab` (and every CLI start) light
+
     importance = np.asarray(importance, dtype=np.float64)
     d, f = importance.shape
     weights = importance if importance.sum() > 0 else np.ones_like(importance)

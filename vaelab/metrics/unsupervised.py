@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 from vaelab.metrics._info import discretize, mutual_information
 from vaelab.metrics.ground_truth import as_ground_truth
@@ -45,6 +44,8 @@ def gaussian_total_correlation(cov: np.ndarray) -> float:
 
 def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
     """Squared W2 distance between N(0, cov) and N(0, diag(cov)), cov (D, D)."""
+    import scipy.linalg  # deferred: keeps `import vaelab` (and every CLI start) light
+
     root = scipy.linalg.sqrtm(cov * np.diag(cov)[:, None])
     return float(2 * np.trace(cov) - 2 * np.real(np.trace(root)))
 

@@ -17,15 +17,16 @@ Registered as `vaelab plot` kinds (they apply to models with `num_clusters > 0`)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 
 from vaelab.errors import VaelabError
 from vaelab.runs import Run
 from vaelab.viz.grid import image_grid, to_pil
 from vaelab.viz.latents import plot_latent_projection, project_latents
+from vaelab.viz.losses import new_figure
 from vaelab.viz.plots import (
     Content,
     PlotKind,
@@ -36,6 +37,9 @@ from vaelab.viz.plots import (
     select_indices,
 )
 from vaelab.viz.traversals import decode, model_device
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_cluster_histogram", "plot_cluster_posteriors"]
 
@@ -88,13 +92,15 @@ def _cluster_members(run: Run, options: PlotOptions) -> dict[str, Content]:
 def plot_cluster_histogram(clusters: np.ndarray, num_clusters: int,
                            labels: np.ndarray | None = None) -> Figure:
     """Images per cluster (bars), stacked by label when `labels` is given."""
-    figure = Figure(figsize=(max(5.0, 0.35 * num_clusters + 2), 3.4), layout="constrained")
+    figure = new_figure(figsize=(max(5.0, 0.35 * num_clusters + 2), 3.4), layout="constrained")
     axis = figure.subplots()
     positions = np.arange(num_clusters)
     if labels is None:
         axis.bar(positions, np.bincount(clusters, minlength=num_clusters), color="#1f3a68")
     else:
         values = np.unique(labels)
+        from matplotlib import colormaps
+
         cmap = colormaps["tab10" if len(values) <= 10 else "tab20"]
         bottom = np.zeros(num_clusters)
         for i, value in enumerate(values):
@@ -129,7 +135,7 @@ def plot_cluster_posteriors(originals: np.ndarray, reconstructions: np.ndarray,
         posteriors: (n, K) probabilities.
     """
     n, K = posteriors.shape
-    figure = Figure(figsize=(7.5, 1.5 * n + 0.4), layout="constrained")
+    figure = new_figure(figsize=(7.5, 1.5 * n + 0.4), layout="constrained")
     axes = figure.subplots(n, 3, squeeze=False, width_ratios=[1, 1, 2.5])
     for i in range(n):
         for j, (title, image) in enumerate((("input", originals[i]),

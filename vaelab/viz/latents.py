@@ -12,14 +12,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib import style as mpl_style
-from matplotlib.figure import Figure
 from torch import nn
 
 from vaelab.metrics.ground_truth import model_encoder
+from vaelab.viz.losses import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ACTIVE_VARIANCE",
@@ -121,7 +123,7 @@ def plot_mean_activations(
     ]
     cols = (1 if position else 0) + len(curves)
     if len(active) == 0 or cols == 0:
-        figure = Figure(figsize=(4, 1.5))
+        figure = new_figure(figsize=(4, 1.5))
         figure.text(
             0.5,
             0.5,
@@ -150,8 +152,10 @@ def plot_mean_activations(
         (float(np.nanmin(panels[0][1][..., active])), float(np.nanmax(panels[0][1][..., active])))
         if position else None
     )
+    from matplotlib import style as mpl_style
+
     with mpl_style.context("ggplot"):
-        figure = Figure(figsize=(width, height))
+        figure = new_figure(figsize=(width, height))
         grid = figure.add_gridspec(
             len(active),
             cols,
@@ -272,13 +276,15 @@ def plot_latent_projection(
         colour_name: legend title.
         categories: names of the integer classes (default: the integers).
     """
-    figure = Figure(figsize=(5.0 * len(projections), 4.6), layout="constrained")
+    figure = new_figure(figsize=(5.0 * len(projections), 4.6), layout="constrained")
     axes = figure.subplots(1, len(projections), squeeze=False)[0]
     values = np.unique(colours) if colours is not None else np.array([])
     for axis, (title, points) in zip(axes, projections.items()):
         if colours is None:
             axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.7, color="#1f3a68")
         elif len(values) <= 20:
+            from matplotlib import colormaps
+
             cmap = colormaps["tab10" if len(values) <= 10 else "tab20"]
             for i, value in enumerate(values):
                 where = colours == value

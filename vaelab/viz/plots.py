@@ -15,11 +15,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from vaelab.data.base import FactorDataset
@@ -46,6 +45,9 @@ from vaelab.viz.traversals import (
     traversal_values,
     traverse_latents,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["PlotKind", "PlotOptions", "make_plots", "plot_kind_order", "select_indices"]
 
@@ -94,7 +96,7 @@ class PlotOptions:
             raise ValueError(f"indices must be >= 0, got {list(self.indices)}")
 
 
-Content = Image.Image | Figure | list  # list: uint8 GIF frames
+Content = Union[Image.Image, "Figure", list]  # noqa: UP007 (a forward reference); list: uint8 GIF frames
 
 
 @dataclass(frozen=True)
@@ -530,6 +532,8 @@ def plot_kind_order() -> list[str]:
 
 
 def _encode(filename: str, content: Content) -> bytes:
+    from matplotlib.figure import Figure  # loaded already when content is one
+
     if isinstance(content, Figure):
         return figure_to_png(content)
     if isinstance(content, Image.Image):

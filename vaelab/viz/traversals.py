@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import norm
 from torch import Tensor, nn
 
 from vaelab.distributions import DiagonalGaussian
@@ -61,6 +60,8 @@ def traversal_range(
         raise ValueError(f"sigma must be > 0, got {sigma}")
     if max_traversal >= 0.5:
         return -float(max_traversal), float(max_traversal)
+    from scipy.stats import norm  # deferred: keeps `import vaelab` (and every CLI start) light
+
     if mode == "disvae":
         v = float(norm.ppf((1 - 2 * max_traversal) / 2, loc=mu, scale=sigma))
         return -v, v
