@@ -26,7 +26,7 @@ from vaelab.errors import VaelabError
 from vaelab.runs import Run
 from vaelab.viz.grid import image_grid, to_pil
 from vaelab.viz.latents import plot_latent_projection, project_latents
-from vaelab.viz.losses import new_figure
+from vaelab.viz.losses import category_colormap, new_figure
 from vaelab.viz.plots import (
     Content,
     PlotKind,
@@ -99,9 +99,7 @@ def plot_cluster_histogram(clusters: np.ndarray, num_clusters: int,
         axis.bar(positions, np.bincount(clusters, minlength=num_clusters), color="#1f3a68")
     else:
         values = np.unique(labels)
-        from matplotlib import colormaps
-
-        cmap = colormaps["tab10" if len(values) <= 10 else "tab20"]
+        cmap = category_colormap(len(values))
         bottom = np.zeros(num_clusters)
         for i, value in enumerate(values):
             counts = np.bincount(clusters[labels == value], minlength=num_clusters)

@@ -18,7 +18,7 @@ import numpy as np
 from torch import nn
 
 from vaelab.metrics.ground_truth import model_encoder
-from vaelab.viz.losses import new_figure
+from vaelab.viz.losses import category_colormap, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -283,9 +283,7 @@ def plot_latent_projection(
         if colours is None:
             axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.7, color="#1f3a68")
         elif len(values) <= 20:
-            from matplotlib import colormaps
-
-            cmap = colormaps["tab10" if len(values) <= 10 else "tab20"]
+            cmap = category_colormap(len(values))
             for i, value in enumerate(values):
                 where = colours == value
                 label = categories[int(value)] if categories is not None else str(value)

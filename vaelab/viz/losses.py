@@ -153,6 +153,13 @@ def new_figure(*args: Any, **kwargs: Any) -> Figure:
     return Figure(*args, **kwargs)
 
 
+def category_colormap(count: int) -> Any:
+    """The qualitative colormap for `count` <= 20 categories: tab10, or tab20 above 10."""
+    from matplotlib import colormaps
+
+    return colormaps["tab10" if count <= 10 else "tab20"]
+
+
 def figure_to_png(figure: Figure, dpi: int = 100) -> bytes:
     """PNG bytes of a figure (Agg backend, no pyplot state)."""
     buffer = io.BytesIO()

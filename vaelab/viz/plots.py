@@ -12,6 +12,7 @@ posterior mean (the seed centres them on 0; `traversal_mode="disvae"` reproduces
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -532,9 +533,8 @@ def plot_kind_order() -> list[str]:
 
 
 def _encode(filename: str, content: Content) -> bytes:
-    from matplotlib.figure import Figure  # loaded already when content is one
-
-    if isinstance(content, Figure):
+    figures = sys.modules.get("matplotlib.figure")  # not loaded: content is no Figure
+    if figures is not None and isinstance(content, figures.Figure):
         return figure_to_png(content)
     if isinstance(content, Image.Image):
         return pil_to_png(content)

@@ -328,15 +328,13 @@ def _best_runs(values: list[Any], direction: int) -> set[int]:
 
 def _overlaid_losses(runs: list[dict[str, Any]]) -> str:
     """One panel per common term (loss, recon, kl, ...), one line per run."""
-    from matplotlib.figure import Figure
-
-    from vaelab.viz.losses import figure_to_png, term_unit
+    from vaelab.viz.losses import figure_to_png, new_figure, term_unit
 
     logs = [r["log"] for r in runs]
     terms = [k for k in ("loss", "recon", "kl", "tc") if sum(k in log for log in logs) >= 1]
     if not terms:
         return '<p class="note">no training logs to overlay</p>'
-    figure = Figure(figsize=(3.8 * len(terms), 3.0), layout="constrained")
+    figure = new_figure(figsize=(3.8 * len(terms), 3.0), layout="constrained")
     axes = figure.subplots(1, len(terms), squeeze=False)[0]
     for axis, term in zip(axes, terms):
         for run, log in zip(runs, logs):
