@@ -14,7 +14,7 @@ The GMVAE also has "paper": the fully connected networks of Dilokthanakul et al.
 [Linear(hidden), BatchNorm, ReLU] with linear mean and log-variance heads, the prior trunk is
 Linear + Tanh with linear log-variance heads (no floor), the decoder has two hidden ReLU layers,
 and the init is PyTorch's default (Torch7's nn.Linear init). On MNIST it clusters better than the
-seed's separate encoders at the same step count (`benchmarks/gmvae_clustering.py`, README).
+seed's separate encoders at the same step count (`benchmarks/gmvae_clustering.py`, docs/results.md).
 `GMVAE.cluster_posterior` chooses pi: "network" (the seed: a learned MLP on [w; z]) or "bayes"
 (the paper: Bayes' rule from the K Gaussians p(z|w, y=k) and the uniform p(y)).
 
