@@ -156,14 +156,14 @@ def test_show_list_presets_and_encode(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_readme_toml_example_is_a_valid_run_config(tmp_path):
+def test_the_docs_toml_example_is_a_valid_run_config(tmp_path):
     import re
     from pathlib import Path
 
     from vaelab.workflow import build_run_config
 
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    block = re.search(r"```toml\n(.*?)```", readme.read_text(), re.S).group(1)
+    page = Path(__file__).resolve().parents[1] / "docs" / "training.md"
+    block = re.search(r"```toml\n(.*?)```", page.read_text(), re.S).group(1)
     (tmp_path / "my_run.toml").write_text(block)
     config = build_run_config(None, [], config=tmp_path / "my_run.toml")
     assert config.objective.name == "beta_tcvae" and config.train.steps == 20000

@@ -293,13 +293,12 @@ def test_bad_sweep_file_on_the_command_line(capsys, tmp_path):
     assert "disvae_all" in listed and "25 trials" in listed and "18 trials" in listed
 
 
-def test_the_readme_sweep_example_is_a_valid_sweep(tmp_path):
+def test_the_docs_sweep_example_is_a_valid_sweep(tmp_path):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Studies (sweeps)", 1)[1]
-    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "sweeps.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", page, re.S).group(1)
     (tmp_path / "study.toml").write_text(block)
     spec = load_sweep(tmp_path / "study.toml")
     assert len(spec.trials) == 3 * 3 + 3 * 2 * 3

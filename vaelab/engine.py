@@ -92,7 +92,7 @@ class _StopRequested(Exception):
 class EarlyStopping:
     """Stops after `patience` validation passes without an improvement larger than `min_delta`.
 
-    The rule of the GMVAE seed (gmvae.md §5.2): the best value starts at +inf and is replaced
+    The rule of the GMVAE seed (psanch21/VAE-GMVAE): the best value starts at +inf and is replaced
     only when a new value beats it by more than `min_delta`; each other pass increments a counter
     that an improvement resets; training stops when the counter exceeds `patience`, i.e. on the
     (patience + 1)-th consecutive pass without improvement.

@@ -1,7 +1,7 @@
 """Seed 004's INI run files (AndrewSpano/Disentangled-Variational-Autoencoder) as vaelab configs.
 
-The seed describes a conv VAE / beta-VAE run in three INI sections (spec
-`seed004-config-arch.md` §2), read here unchanged:
+The seed describes a conv VAE / beta-VAE run in three INI sections (its `config*.cfg` files, read
+with `ConfigParser`), read here unchanged:
 
     [configuration]
     dataset = MNIST                      ; MNIST | FashionMNIST | CIFAR10

@@ -1,4 +1,4 @@
-"""MNIST series (UG-VAE, Peis et al. 2020, §4.3; spec `ugvae.md` §8): batches whose digits follow
+"""MNIST series (UG-VAE, Peis et al. 2020, §4.3; ipeis/UG-VAE): batches whose digits follow
 a number series, for evaluation only (the model never trains on them).
 
 Four digit streams of length 256: the decimal digits of the even numbers (0, 2, 4, ... read as

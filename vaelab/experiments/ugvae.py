@@ -1,4 +1,4 @@
-"""UG-VAE's experiments (Peis et al., 2020, §4; spec `ugvae.md` §9) on the global code.
+"""UG-VAE's experiments (Peis et al., 2020, §4; ipeis/UG-VAE's `experiments/`) on the global code.
 
 * `interpolation` (§4.1): the posterior grid of two random batches (rows: the global code from
   batch 1's to batch 2's, columns: the local code of their first images), the same path on a

@@ -1,6 +1,6 @@
 """Clustering evaluation of mixture models (GMVAE) against class labels, with k-means baselines.
 
-The GMVAE seed computes no clustering score (spec `gmvae.md` §10); this protocol is vaelab's, as
+The GMVAE seed computes no clustering score (psanch21/VAE-GMVAE); this protocol is vaelab's, as
 in unsupervised-clustering papers (Dilokthanakul et al. 2016; Makhzani et al. 2016):
 
 * cluster of an image: `model.cluster(x)`, the argmax of the cluster posterior at the posterior

@@ -9,7 +9,7 @@
    is its accuracy on the training votes and on `num_eval` fresh votes.
 
 This is the canonical metric, not the seed's degenerate variant that divided by the standard
-deviation of the same batch (`metrics.md` §4.1). Votes are drawn all at once (vectorised).
+deviation of the same batch (Non-Syn's `test_metric_factorVAE.py`). Votes are drawn all at once.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def model_encoder(model: nn.Module, channels_last: bool = True, precision: str =
         channels_last: convert 4-D inputs to channels-last (on the eager path).
         precision: "fp32" (default, reproducible) or "bf16" (bf16 autocast: about 2x faster on
             CPUs with AVX-512 BF16; codes to ~3 significant digits, so histogram metrics move by
-            up to about 0.01, see the README). "bf16" on a device without native bf16 raises.
+            up to about 0.01, see docs/metrics.md). "bf16" on a device without native bf16 raises.
         packed: on CPU, use the model's `inference_posterior` where it has one (the Burgess
             VAE's convolutions in oneDNN's blocked layout with prepacked weights: ~1.5x faster,
             the same codes to float rounding; `vaelab.models.onednn`). False: always the

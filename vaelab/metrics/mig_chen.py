@@ -6,7 +6,7 @@ The marginal entropy of latent j under the aggregate posterior q(z_j) = (1/N) su
     H(z_j) = -(1/S) sum_s log q(z_sj),  log q(z_sj) = logsumexp_n log q(z_sj | x_n) - log N,
 
 over S = min(n_samples, N) samples drawn without replacement, each latent scored on ITS OWN values
-(the seed's `view` reshaped (S, D) into (D, S) and mixed the latents, `metrics.md` §2.3). The
+(the seed's `view` reshaped (S, D) into (D, S) and mixed the latents, `disvae/evaluate.py`). The
 conditional entropy H(z_j | v_k) = sum_v p(v) H(z_j | v_k = v) applies the same estimator to the
 items with v_k = v (the mixture runs over those items only). Items are grouped by factor LABELS,
 not by reshaping, so datasets that are not full grids work too; p(v) and H(v_k) are the empirical

@@ -1,7 +1,7 @@
 """Configurable conv VAE: encoder from lists of channels, kernels, strides and paddings.
 
 The declarative architecture of seed 004 (AndrewSpano/Disentangled-Variational-Autoencoder,
-`src/models/model_utils.py`; spec `seed004-config-arch.md` §3): L conv blocks
+`src/models/model_utils.py`): L conv blocks
 `Conv2d -> LeakyReLU(0.15) -> BatchNorm2d` (the activation before the norm, as the seed), two
 separate linear heads (mu, logvar), a decoder `Linear(D -> F)` that mirrors every encoder block
 with a transposed convolution whose `output_padding` is computed so the decoder recovers the
@@ -47,7 +47,7 @@ class InvalidArchitectureError(ConfigError):
 
 
 # ----------------------------------------------------------------------------------------------
-# Shape arithmetic (spec §3.1), per axis
+# Shape arithmetic (as the seed's `model_utils.py`), per axis
 
 
 def conv_output_size(n: int, kernel: int, stride: int, padding: int) -> int:
@@ -214,7 +214,7 @@ def _activation(config: ConvConfig) -> nn.Module:
 
 
 def _block(conv: nn.Module, channels: int, config: ConvConfig) -> nn.Sequential:
-    # The seed puts the activation before the batch norm (spec §3.2); kept for parity.
+    # The seed puts the activation before the batch norm; kept for parity.
     layers = [conv, _activation(config)]
     if config.norm == "batch":
         layers.append(nn.BatchNorm2d(channels))

@@ -1,7 +1,7 @@
 """The VAE-GMVAE seed's models: the Gaussian-mixture VAE (latents w, y, z) and its plain VAE.
 
 Dilokthanakul et al., "Deep Unsupervised Clustering with Gaussian Mixture Variational
-Autoencoders" (arXiv 1611.02648), as implemented by psanch21/VAE-GMVAE (spec `gmvae.md`):
+Autoencoders" (arXiv 1611.02648), as implemented by psanch21/VAE-GMVAE:
 
     p: w ~ N(0, I),  y ~ Cat(1/K),  z | w, y=k ~ N(mu_k(w), diag v_k(w)),  x | z ~ p(x | z)
     q: q(z|x) = N(mu_z(x), v_z(x)),  q(w|x) = N(mu_w(x), v_w(x)),  pi = p(y | w, z)
@@ -14,7 +14,7 @@ The GMVAE also has "paper": the fully connected networks of Dilokthanakul et al.
 [Linear(hidden), BatchNorm, ReLU] with linear mean and log-variance heads, the prior trunk is
 Linear + Tanh with linear log-variance heads (no floor), the decoder has two hidden ReLU layers,
 and the init is PyTorch's default (Torch7's nn.Linear init). On MNIST it clusters better than the
-seed's separate encoders at the same step count (`benchmarks/gmvae_clustering.py`, README).
+seed's separate encoders at the same step count (`benchmarks/gmvae_clustering.py`, docs/results.md).
 `GMVAE.cluster_posterior` chooses pi: "network" (the seed: a learned MLP on [w; z]) or "bayes"
 (the paper: Bayes' rule from the K Gaussians p(z|w, y=k) and the uniform p(y)).
 
@@ -23,7 +23,7 @@ In "dense" and "cnn", variances are produced directly by softplus (the seed's ch
 Initialisation as the seed: Glorot-uniform weights, zero biases, except the prior heads' biases
 ~ truncated N(0, 1), which break the symmetry between clusters.
 
-Fixed here (the seed's bugs, `gmvae.md` §11): dropout (`dropout`) really is applied in the dense
+Fixed here (the seed's bugs): dropout (`dropout`) really is applied in the dense
 hidden layers in train mode (the seed's never fires); decoding returns logits and the mean is
 sigmoid(logits) (no observation noise is added to pictures); generation draws w, y, z and x in
 one pass (the seed's three session runs mismatch them).
@@ -224,7 +224,7 @@ def _check_shape_options(config: Any, architectures: tuple[str, ...] = ARCHITECT
 
 @dataclass(frozen=True, kw_only=True)
 class GMVAEConfig:
-    """The GMVAE seed's flags (`gmvae.md` §5.1; its defaults) and vaelab's fixes."""
+    """The GMVAE seed's flags (its argparse defaults) and vaelab's fixes."""
 
     architecture: str = "dense"  # "dense" (seed model_type 2) | "cnn" (model_type 3) | "paper"
     z_dim: int = 3  # the mixture-prior latent z

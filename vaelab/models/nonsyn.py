@@ -1,7 +1,7 @@
 """The Non-Synergistic VAE's conv encoder and decoder (Barrientos & Sootla, 2019).
 
 Seed: Gonzalob90/non-synergistic-vae, `models/model_vae.py` (dSprites) and
-`models/model_vae_celeba.py` (CelebA); spec `nonsyn-vae.md` §2. It differs from the Burgess
+`models/model_vae_celeba.py` (CelebA). It differs from the Burgess
 model (`vaelab.models.vae`) in four ways, all reproduced here:
 
 * the conv stack is 32, 32, 64, 64 channels (Burgess: 32 throughout) and the MLP is one hidden

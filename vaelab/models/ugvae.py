@@ -1,7 +1,7 @@
 """UG-VAE: a local latent per image, a global latent shared by the batch (Peis et al., 2020).
 
 Peis, Olmos & Artés-Rodríguez, "Unsupervised Learning of Global Factors in Deep Generative
-Models" (arXiv 2012.08234), as implemented by ipeis/UG-VAE (spec `ugvae.md` §2–5):
+Models" (arXiv 2012.08234), as implemented by ipeis/UG-VAE (its `models.py`, class `UGVAE`):
 
     p: beta ~ N(0, I) once per batch,  d_i ~ Cat(1/K),  z_i | d_i=k, beta ~ N(mu_k(beta), s_k(beta)),
        x_i | z_i, beta ~ N(f([z_i; beta]), var_x)

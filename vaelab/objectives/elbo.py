@@ -9,7 +9,7 @@
 
 recon = -log p(x|z) per image (`terms.reconstruction_loss`) and KL = KL(q(z|x) || N(0, I)) per
 image, averaged over the batch. w_t is an optional linear warm-up (`warmup_steps`, the seed's
-`reg_anneal`). The seed (disentangling-vae) warms up the KL of the plain "VAE" too (spec §13.7),
+`reg_anneal`). The seed (disentangling-vae) warms up the KL of the plain "VAE" too (`BetaHLoss`),
 so it is not the ELBO for the first 10,000 steps; here `warmup_steps` defaults to 0 everywhere
 and the seed behaviour is a preset setting.
 

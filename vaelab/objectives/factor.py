@@ -9,13 +9,13 @@ The batch is split in halves: the first half gives the VAE terms and the codes z
 discriminator scores; the second half gives codes z_2 whose columns `permute_dims` shuffles
 independently, which samples the product of the marginals prod_j q(z_j). Logit 0 means "joint",
 logit 1 "permuted" (as the seed), so d_b0 - d_b1 estimates log q(z) / prod_j q(z_j). An odd last
-example is dropped. The seed doubles the batch size for this loss (spec §3.4); presets do that.
+example is dropped. The seed doubles the batch size for this loss (its `main.py`); presets do that.
 
 The discriminator is a submodule, so it is in the objective's `state_dict` and in checkpoints
-(the seed does not save it, spec §13.5). It updates only the discriminator: `update` back-
+(the seed's `FactorKLoss` does not save it). It updates only the discriminator: `update` back-
 propagates it into the discriminator's parameters alone (`Updater.minimize(own_loss=...)`), as
 if the codes were detached. The seed, since its "PyTorch >= 1.5" commit, lets that loss flow
-into the encoder too (spec §3.4, §13.4); `leak_disc_grad=True` reproduces that.
+into the encoder too (commit f8f64d8); `leak_disc_grad=True` reproduces that.
 
 Cost: only the first half is decoded (the second half's reconstructions are never used), and the
 discriminator runs twice per step, on z_1 (its logits serve both the TC term and the
@@ -94,7 +94,7 @@ class FactorVAEConfig:
     lr_disc: float = 5e-5  # Adam learning rate of the discriminator
     betas_disc: tuple[float, float] = (0.5, 0.9)  # Adam betas of the discriminator
     warmup_steps: int = 0  # linear warm-up of the TC weight, as the seed; 0: none
-    leak_disc_grad: bool = False  # let the discriminator loss reach the encoder (seed bug §13.4)
+    leak_disc_grad: bool = False  # let the discriminator loss reach the encoder (the seed's bug)
 
     def __post_init__(self) -> None:
         check_likelihood(self.likelihood)

@@ -1,6 +1,6 @@
 """The GMVAE objective: the negative ELBO of the VAE-GMVAE seed, with its mistakes fixed.
 
-Dilokthanakul et al. (arXiv 1611.02648), eq. 4-6, and psanch21/VAE-GMVAE (spec `gmvae.md` §3).
+Dilokthanakul et al. (arXiv 1611.02648), eq. 4-6, and psanch21/VAE-GMVAE (its loss terms).
 Per image, averaged over the batch and over the S = `samples` draws of (w, z):
 
     recon = -log p(x | z)                                         reconstruction
@@ -17,7 +17,7 @@ Choices and the seed's behaviour (each an option, each tested):
   seed's `--sigma` (its name notwithstanding), including the normaliser D/2 log(2 pi sigma) that the
   seed drops (a constant: gradients are the seed's); "bernoulli" is the Bernoulli likelihood.
 * `noisy_reconstruction=True` is the seed's reconstruction on a noisy sample
-  x~ = mu + sqrt(sigma) eps (spec §3.1): its expected value is higher by D/2 and its gradient noisier.
+  x~ = mu + sqrt(sigma) eps: its expected value is higher by D/2 and its gradient noisier.
   The default uses the decoder mean.
 * `cp_estimator`: "sample" is the seed's one-sample log-ratio at the sampled z (the Gaussian
   constants cancel as sum_k pi_k = 1); "analytic" is sum_k pi_k KL(q(z|x) || p(z|w, y=k)), the

@@ -1,12 +1,12 @@
 """The Non-Synergistic VAE objective (Barrientos & Sootla, "Non-Synergistic Variational
 Autoencoders", ICLR 2019 submission; seed Gonzalob90/non-synergistic-vae, final variant "1F").
 
-Spec `nonsyn-vae.md` §3. Every step:
+As the seed's trainers and `utils/ops.py` compute it. Every step:
 
 1. L_vae = recon + KL (beta = 1, no annealing).
-2. A greedy scan (`greedy_select_latents`, §3.2) splits the latents into the most informative
+2. A greedy scan (`greedy_select_latents`) splits the latents into the most informative
    ("best") and the rest ("worst"), using the batch-mean KL of each latent as its information.
-3. The "synergy" penalty is alpha * I(worst) = alpha * mean_b sum_{j in worst} KL_bj (§3.3): the
+3. The "synergy" penalty is alpha * I(worst) = alpha * mean_b sum_{j in worst} KL_bj: the
    KL of the latents outside the chosen subset, pushed toward the prior so that information
    concentrates in a few latents. (Despite the paper's name, no synergy in the
    information-theoretic sense is computed; this is what the code does.)
@@ -79,7 +79,7 @@ def greedy_select_latents(
     pick's. At most one latent joins per round; ties go to the lower index (strict >).
 
     Consequences: if every KL is 0, best = [] and worst = all latents; omega >= 1 accepts every
-    latent that adds positive KL. Worked example (spec §3.2): KL = [0.2, 4.0, 0.05, 3.0, 1.0,
+    latent that adds positive KL. Worked example (by hand): KL = [0.2, 4.0, 0.05, 3.0, 1.0,
     0.5, 0.01, 2.9, 0.3, 0.0] with omega = 0.9 gives best = [1, 3, 7].
 
     Args:

@@ -31,7 +31,8 @@ Estimators (`estimate_log_qz`), mat[i, j, d] = log q(z_id | x_j):
   separated posteriors only the own posterior counts in each sum, and the mi shift is about
   +log B instead (mi about log N + log B, not log N).
 
-Seed bugs (spec §13.1-3), reproduced only with `disvae_compat=True`: the MSS weight matrix puts
+Seed bugs (disentangling-vae's `BtcvaeLoss` and `log_importance_weight_matrix`; its issue #60),
+reproduced only with `disvae_compat=True`: the MSS weight matrix puts
 1/N in column 0 instead of on the diagonal (and row B-2 sums to more than 1); log W is added to
 every latent dimension before summing, so the joint gets D log W; the MWS path lacks the
 -log(N B) constants. Together they saturate the seed's mi at about
@@ -75,7 +76,7 @@ def log_importance_weight_matrix(
 
     W[i, j] weighs the posterior q(z|x_j) in the estimate of q(z_i). With M = B - 1 and
     s = (N - M) / (N M): W[i, i] = 1/N, W[i, (i + 1) mod B] = s, and 1/M elsewhere; every row sums
-    to 1/N + s + (B - 2)/M = 1. With `disvae_compat` the seed's layout instead (spec §3.5): 1/N
+    to 1/N + s + (B - 2)/M = 1. With `disvae_compat` the seed's layout instead (rtqichen's): 1/N
     in column 0 and s in column 1 of every row, and W[B-2, 0] = s.
 
     Args:
@@ -128,7 +129,7 @@ def estimate_log_qz(
         logvar: Posterior log-variances, shape (B, D).
         dataset_size: N, the number of training examples.
         estimator: "mss" or "mws" (see the module docstring).
-        disvae_compat: Reproduce the seed's estimator bugs (spec §13.1-3).
+        disvae_compat: Reproduce the seed's estimator bugs (see the module docstring).
         log_weights: Precomputed `log_importance_weight_matrix(B, N, ...)` for "mss" (a cache);
             built here when None.
 
@@ -172,7 +173,7 @@ class BetaTCConfig:
     gamma: float = 1.0  # dimension-wise KL
     estimator: str = "mss"  # "mss" | "mws"
     warmup_steps: int = 0  # linear warm-up of the dimension-wise KL weight, as the seed; 0: none
-    disvae_compat: bool = False  # reproduce the seed's estimator bugs (spec §13.1-3)
+    disvae_compat: bool = False  # reproduce the seed's estimator bugs (module docstring)
 
     def __post_init__(self) -> None:
         check_likelihood(self.likelihood)

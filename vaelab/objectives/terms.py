@@ -1,8 +1,8 @@
 """Pure loss pieces shared by every objective: KL, log-densities, likelihoods, schedules.
 
 Kingma & Welling, "Auto-Encoding Variational Bayes" (2014), Appendix B (closed-form Gaussian KL);
-the reconstruction losses and schedules follow disentangling-vae (Dubs et al. 2019), see
-`/shared/spec/disvae-family.md` §2. Every function here is a formula under a known-answer test
+the reconstruction losses and schedules follow disentangling-vae (Dubs et al. 2019; its
+`rec_dist` choices and linear annealing). Every function here is a formula under a known-answer test
 (`tests/objectives/test_terms.py`). Nothing here syncs with the host: schedules take the step as a
 0-d tensor and return one.
 """
@@ -137,7 +137,7 @@ def reconstruction_loss(
     """Negative log-likelihood -log p(x|z) per image, summed over pixels, reduced over the batch.
 
     The likelihood mean is x_hat = sigmoid(logits). The three choices follow the seed's
-    `rec_dist` (disvae-family.md §2.1); none has a learned variance, and constants that do not
+    `rec_dist` (disentangling-vae's `-r`); none has a learned variance, and constants that do not
     depend on the parameters are dropped (`vaelab.distributions` has the normalised densities):
 
     * ``"bernoulli"``: sum BCE(x_hat, x) = -sum [x log x_hat + (1 - x) log(1 - x_hat)], computed

@@ -1,4 +1,4 @@
-"""The UG-VAE objective: the negative ELBO of one batch treated as one group (spec §4).
+"""The UG-VAE objective: the negative ELBO of one batch treated as one group (Peis et al. 2020).
 
     L = -log p(X | Z, beta) + KL_z + KL_d + KL_beta
 

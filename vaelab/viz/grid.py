@@ -1,7 +1,7 @@
 """Exact pixel grids of images (torchvision `make_grid` layout, without torchvision).
 
 A grid of R rows and K columns of H x W images with padding p is (R(H+p)+p) x (K(W+p)+p) pixels:
-every image is surrounded by p-pixel lines of `pad_value` (`visualizations.md`, preamble).
+every image is surrounded by p-pixel lines of `pad_value` (as torchvision's `make_grid`).
 """
 
 from __future__ import annotations

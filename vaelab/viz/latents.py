@@ -1,12 +1,12 @@
 """Pictures of the latent space: mean latent activations per factor, and 2-D projections.
 
-* `plot_mean_activations`: the Non-Synergistic VAE / beta-TCVAE figure (`nonsyn-vae.md` §7.1),
+* `plot_mean_activations`: the Non-Synergistic VAE / beta-TCVAE figure (`plot_gt_shapes`),
   generic over factor datasets: for every active latent (variance of its posterior mean > 0.01), a
   position heat-map (when the data has pos_x / pos_y factors, rows pos_x, columns pos_y, colours
   shared over every map) and one line panel per other factor, one curve per shape (when there is a
   "shape" factor), y-limits shared down each column.
 * `plot_latent_projection`: PCA and t-SNE (scikit-learn) of posterior means, coloured by a factor,
-  a label or a cluster; the GMVAE seed's scatter plotted raw coordinates by mistake (gmvae.md §9).
+  a label or a cluster; the GMVAE seed's scatter plotted raw coordinates by mistake.
 """
 
 from __future__ import annotations

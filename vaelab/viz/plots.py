@@ -3,7 +3,7 @@
 Each kind is a `PlotKind` registered in `PLOTS`: `filenames(options)` names what it writes (so
 existing files are checked before any work) and `make(run, options)` returns {filename: content},
 where content is a PIL image, a matplotlib Figure, or a list of uint8 GIF frames. `make_plots`
-saves them under `RUN/plots/`. Layouts follow `visualizations.md` §1.2 with the defaults of
+saves them under `RUN/plots/`. Layouts follow disvae's `main_viz.py` plots, with the defaults of
 disvae's `main_viz.py` (6 rows, 7 columns, max traversal 2); traversal rows are latents ordered by
 decreasing average KL (`Run.kl_per_latent`), and posterior quantile ranges are centred on the
 posterior mean (the seed centres them on 0; `traversal_mode="disvae"` reproduces it).

@@ -1,6 +1,6 @@
 """Training callbacks: the no-op `Callback` base and `TrainingGif`, which writes `training.gif`.
 
-`TrainingGif` is disentangling-vae's `GifTraversalsTraining` (`visualizations.md` §1.3), captured
+`TrainingGif` is disentangling-vae's `GifTraversalsTraining`, captured
 every `every` optimiser steps instead of every epoch: prior traversals of all D latents in index
 order (one row each), 10 points per latent over the central 95% of the prior (m = 0.475, i.e.
 -1.96 to +1.96; the seed runs +1.96 to -1.96 because of its sign bug), written at 12 fps when

@@ -1,6 +1,6 @@
 """Latent traversals: value ranges, latent ordering by KL, and decoding traversal rows.
 
-Follows disentangling-vae's `Visualizer` (`visualizations.md` §1.1) with its posterior bug fixed:
+Follows disentangling-vae's `Visualizer` with its posterior bug fixed:
 
 * max traversal m >= 0.5: absolute range (-m, +m);
 * m < 0.5 ("quantile" mode): the central 2m probability mass of N(mu, sigma^2), i.e.
