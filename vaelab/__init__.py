@@ -7,6 +7,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# Before anything imports torch, whose OpenMP runtime reads its wait policy once, at load: idle
+# threads sleep instead of spinning, so a busy machine does not collapse training (vaelab.perf).
+from vaelab.perf import set_wait_policy
+
+set_wait_policy()
+
 from vaelab.registry import DATASETS, METRICS, MODELS, OBJECTIVES, PLOTS
 from vaelab import data, metrics, models, objectives, viz  # noqa: F401  (fill the registries)
 from vaelab.config import ConfigError, RunConfig, TrainConfig

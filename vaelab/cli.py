@@ -40,7 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(sub)
+    for command in sub.choices.values():  # every command takes --threads (vaelab.perf)
+        command.add_argument(
+            "--threads", type=_threads, default=0, metavar="N",
+            help="CPU threads for torch (default: torch's, capped at the CPUs this process may "
+                 "use: its affinity and cgroup quota); wins over train.threads")
     return parser
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 thread, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from vaelab.errors import run_cli_command
-    from vaelab.perf import tune_allocator
+    from vaelab.perf import configure_threads, tune_allocator
 
     tune_allocator()  # the CLI owns its process: keep freed tensor memory (see vaelab.perf)
+    configure_threads(args.threads)
     return run_cli_command(args.func, args)
 
 

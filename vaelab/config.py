@@ -175,7 +175,8 @@ class TrainConfig:
     metrics_every: int = 0  # steps between scorings of train.metrics while training, with a
     #                         small protocol, into metrics_log.csv (0: only at the end)
     progress: bool = True  # progress bar on stderr
-    threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
+    threads: int = 0  # torch intra-op threads on CPU (0: torch's default, capped at the CPUs
+    #                   this process may use: affinity and cgroup quota; see vaelab.perf)
     channels_last: bool = True  # NHWC memory layout for conv models (faster on CPU and GPU)
     binarize: str = "none"  # training images: "none" (as stored) | "dynamic" (every pixel drawn
     #                         as Bernoulli(x) at each step, a fresh binary image per visit, for

@@ -371,11 +371,10 @@ def _build(config: RunConfig, dataset: Any) -> tuple[RunConfig, nn.Module, nn.Mo
 def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
            callbacks: Sequence[Callback]) -> _Training:
     from vaelab.data.loading import load_dataset_component
-    from vaelab.perf import tune_allocator
+    from vaelab.perf import configure_threads, tune_allocator
 
     train = config.train
-    if train.threads:
-        torch.set_num_threads(train.threads)
+    configure_threads(train.threads)
     fabric = _make_fabric(config)
     if fabric.device.type == "cpu" and run_precision(train).startswith("16"):
         raise VaelabError(

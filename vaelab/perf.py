@@ -16,15 +16,112 @@ that refuses a threshold that high gets `M_MMAP_MAX = 0` instead (no mmapped blo
 has the same effect. Blocks stay in the heap and are reused; memory is returned to the kernel when
 more than `trim_threshold` lies free at the top of the heap. Numbers are unaffected (only where
 memory comes from changes).
+
+Threads on a shared machine (`set_wait_policy`, `available_cpus`, `configure_threads`). PyTorch's
+CPU wheels run intra-op work on GNU OpenMP, whose idle threads spin for about 300,000 iterations
+(a few ms) before they sleep. When other processes compete for the cores, a spinning thread burns
+the time slice that the thread it waits for needs, and training collapses far below its fair
+share of the machine (measured: 0.34x fair share with two busy loops on two cores; see
+`benchmarks/contention.py` and the performance docs). `set_wait_policy()` exports
+`OMP_WAIT_POLICY=PASSIVE` before the OpenMP runtime starts (vaelab's `__init__` calls it before
+importing torch), so waiting threads sleep at once. A user's own `OMP_WAIT_POLICY` or
+`GOMP_SPINCOUNT` wins, and `VAELAB_WAIT_POLICY=runtime` leaves the runtime's default. Threads are
+capped at the CPUs this process may really use: its affinity mask and its cgroup CPU quota
+(`os.cpu_count()` sees neither; a container limited to 2 CPUs on a 64-core host would otherwise
+run 64 threads).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
+import os
 import sys
+from pathlib import Path
 
-__all__ = ["tune_allocator"]
+__all__ = ["available_cpus", "configure_threads", "set_wait_policy", "tune_allocator"]
+
+#: The cgroup v2 and v1 files that hold a container's CPU quota.
+_CGROUP_V2 = Path("/sys/fs/cgroup/cpu.max")
+_CGROUP_V1 = (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+
+
+def set_wait_policy(environ: dict[str, str] | None = None) -> str | None:
+    """Makes idle OpenMP threads sleep instead of spinning, if nothing has chosen otherwise.
+
+    Must run before the OpenMP runtime starts (before `import torch`): the runtime reads its
+    environment once, when it is loaded. Sets `OMP_WAIT_POLICY=PASSIVE` unless the user set
+    `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT`, or `VAELAB_WAIT_POLICY=runtime` asks for the runtime's
+    own default, or torch is already imported (then it would have no effect).
+
+    Args:
+        environ: the environment to change (default: `os.environ`).
+
+    Returns:
+        The policy now in force ("PASSIVE", the user's value), or None for the runtime's default.
+    """
+    env = os.environ if environ is None else environ
+    choice = env.get("VAELAB_WAIT_POLICY", "passive").strip().lower()
+    if choice not in ("passive", "runtime"):
+        raise ValueError(
+            f"VAELAB_WAIT_POLICY must be 'passive' or 'runtime', got {env['VAELAB_WAIT_POLICY']!r}")
+    if "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env:
+        return env.get("OMP_WAIT_POLICY")
+    if choice == "runtime" or (environ is None and "torch" in sys.modules):
+        return None
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "PASSIVE"
+
+
+def _cgroup_quota(v2: Path = _CGROUP_V2, v1: tuple[Path, Path] = _CGROUP_V1) -> float | None:
+    """The cgroup's CPU quota in CPUs (e.g. 1.5), or None when unlimited or unknown."""
+    try:
+        quota, period = v2.read_text().split()[:2]
+        if quota == "max":
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us, period_us = (int(p.read_text()) for p in v1)
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def available_cpus(v2: Path = _CGROUP_V2, v1: tuple[Path, Path] = _CGROUP_V1) -> int:
+    """CPUs this process may really use: its affinity mask, capped by its cgroup's CPU quota.
+
+    A quota of 1.5 CPUs gives 2 (rounded up: the half CPU is still worth a thread); never below 1.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(v2, v1)
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)
+
+
+def configure_threads(threads: int = 0) -> int:
+    """Sets torch's intra-op threads for this process and returns the number in force.
+
+    Args:
+        threads: the user's choice (`train.threads`, `--threads`); it always wins. 0 keeps
+            torch's setting but caps it at `available_cpus()`: never more threads than CPUs,
+            and never more than the caller (a test, `OMP_NUM_THREADS`) already chose.
+    """
+    import torch
+
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    if threads == 0:
+        threads = min(torch.get_num_threads(), available_cpus())
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads
 
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2

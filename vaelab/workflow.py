@@ -16,6 +16,7 @@ from vaelab.callbacks import Callback
 from vaelab.config import RunConfig, apply_overrides
 from vaelab.errors import VaelabError
 from vaelab.factory import run_config_from_dict
+from vaelab.precision import bf16_hint
 
 __all__ = ["ScheduleWarning", "build_run_config", "schedule_warnings", "train"]
 
@@ -129,6 +130,8 @@ def train(
             run_config = build_run_config(preset, overrides, config, name, variation)
         run_dir = _run_directory(Path(out), run_config.name)
     _check_metrics_every(run_config)
+    if verbose and (hint := bf16_hint(run_config.train.precision, run_config.train.accelerator)):
+        print(hint, file=sys.stderr)
     callbacks = [*callbacks, ScheduleWarning()] if verbose else list(callbacks)
     run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
     if run.global_rank != 0:

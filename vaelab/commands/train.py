@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.no_progress:
         overrides.append("train.progress=false")
+    if args.threads:  # vaelab's global --threads wins over the preset's train.threads
+        overrides.append(f"train.threads={args.threads}")
     train(
         args.preset or "default",
         overrides=overrides,
