@@ -22,7 +22,6 @@ an interrupted run stopped (bit-identical on CPU).
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 import signal
@@ -39,22 +38,26 @@ from torch import nn
 from vaelab.callbacks import Callback
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
+from vaelab.io import CsvLog, atomic_write_json, read_json
 from vaelab.models import fastconv
 from vaelab.optim import Updater, build_optimizers
 from vaelab.runs import (
+    BEST,
+    TRAIN_LOG,
+    VALID_LOG,
     Run,
-    atomic_write_json,
-    atomic_write_text,
     checkpoint_path,
     load_checkpoint,
-    read_json,
+    open_log,
+    prepare_run_dir,
+    read_metrics,
     read_train_log,
     save_checkpoint,
+    write_config,
 )
 
 __all__ = ["Callback", "EarlyStopping", "TrainContext", "TrainingDiverged", "fit"]
 
-BEST = "best.ckpt"
 
 
 class TrainingDiverged(VaelabError):
@@ -143,37 +146,6 @@ def _set_rng_state(state: dict[str, Any], fabric: Any) -> None:
         torch.cuda.set_rng_state(state["cuda"], fabric.device)
 
 
-class _TrainLog:
-    """A CSV log (`train_log.csv`, `valid_log.csv`): one row per interval, columns fixed by the
-    first row; on resume the rows after the checkpoint's step are dropped (they are redone)."""
-
-    def __init__(self, path: Path, resume_step: int | None) -> None:
-        self.path = path
-        self.columns: list[str] | None = None
-        if resume_step is not None and path.is_file():
-            with open(path, newline="") as handle:
-                rows = list(csv.reader(handle))
-            if rows:
-                self.columns = rows[0]
-                kept = [r for r in rows[1:] if r and float(r[0]) <= resume_step]
-                text = "".join(",".join(r) + "\n" for r in [rows[0], *kept])
-                atomic_write_text(path, text)
-        elif path.exists():
-            path.unlink()
-
-    def write(self, row: dict[str, float]) -> None:
-        if self.columns is None:
-            self.columns = list(row)
-            with open(self.path, "w") as handle:
-                handle.write(",".join(self.columns) + "\n")
-        with open(self.path, "a") as handle:
-            handle.write(",".join(_format(row.get(c, float("nan"))) for c in self.columns) + "\n")
-
-
-def _format(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
-
-
 def _make_fabric(config: RunConfig) -> Any:
     from lightning.fabric import Fabric
 
@@ -199,24 +171,6 @@ def run_precision(train: Any) -> str:
                              else "cpu")
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuses to reuse a directory that holds a run unless resuming; never deletes anything."""
-    if resume:
-        if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"cannot resume {run_dir}: it has no config.json")
-        return
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise FileExistsError(
-            f"{run_dir} already exists and is not empty; nothing was changed. Continue it with "
-            f"`vaelab train --resume {run_dir}`, or choose a new name with --name (or --out DIR)"
-        )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a file on the path, no permission, a read-only disk
-        raise VaelabError(f"cannot create the run directory {run_dir}: {error.strerror or error}"
-                          "; choose another --out") from None
-
-
 # ----------------------------------------------------------------------------------------------
 # Validation
 
@@ -231,7 +185,7 @@ class _Validation:
     max_batches: int
     seed: int
     stopping: EarlyStopping
-    log: _TrainLog | None = None  # set once the resumed step is known
+    log: CsvLog | None = None  # set once the resumed step is known
 
     def batches(self) -> list[torch.Tensor]:
         chunks = list(self.index.split(self.batch_size))
@@ -429,9 +383,9 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
     if resume:
         _restore(t, load_checkpoint(checkpoint_path(run_dir), map_location=fabric.device))
     if validation is not None:
-        validation.log = _TrainLog(run_dir / "valid_log.csv", t.state["step"] if resume else None)
+        validation.log = open_log(run_dir, VALID_LOG, t.state["step"] if resume else None)
     if fabric.is_global_zero:
-        atomic_write_text(run_dir / "config.json", config.to_json() + "\n")
+        write_config(run_dir, config)
     return t
 
 
@@ -485,7 +439,7 @@ def _checkpoint(t: _Training, step: int, periodic: bool, path: Path | None = Non
 def _loop(t: _Training) -> dict[str, Any]:
     """Trains to `t.steps`; returns the images seen, the loop time and the last log row."""
     train, state, fabric = t.config.train, t.state, t.fabric
-    log = _TrainLog(t.run_dir / "train_log.csv", state["step"] if t.resume else None)
+    log = open_log(t.run_dir, TRAIN_LOG, state["step"] if t.resume else None)
     writer = _tensorboard(t.run_dir) if fabric.is_global_zero else None
     t.ctx.writer = writer
     bar = t.ctx.bar = _progress(t.config, t.steps, state["step"], fabric.is_global_zero)
@@ -570,7 +524,7 @@ def _accumulate(state: dict[str, Any], terms: dict[str, torch.Tensor]) -> None:
     state["count"] += 1
 
 
-def _write_row(t: _Training, log: _TrainLog, progress: dict[str, Any], step: int,
+def _write_row(t: _Training, log: CsvLog, progress: dict[str, Any], step: int,
                row: dict[str, float]) -> None:
     progress["row"] = t.ctx.last_row = row
     if t.fabric.is_global_zero:
@@ -719,8 +673,8 @@ def _in_memory_run(t: _Training, summary: dict[str, Any]) -> Run:
     # The layout a reloaded run has, so pictures and metrics match `load_run` exactly.
     model = t.model.to(memory_format=torch.contiguous_format).eval()
     return Run(dir=t.run_dir, config=t.config, model=model, objective=t.objective.eval(),
-               log=read_train_log(t.run_dir / "train_log.csv"), summary=summary,
-               metrics=read_json(t.run_dir / "metrics.json"), step=t.state["step"],
+               log=read_train_log(t.run_dir / TRAIN_LOG), summary=summary,
+               metrics=read_metrics(t.run_dir), step=t.state["step"],
                device=t.fabric.device, global_rank=t.fabric.global_rank, _dataset=t.dataset)
 
 

@@ -147,7 +147,7 @@ def train(
         from vaelab.data.base import FactorDataset
 
         if isinstance(run.dataset(), FactorDataset):
-            from vaelab.metrics.evaluate import evaluate_run
+            from vaelab.evaluation import evaluate_run
 
             names = None if tuple(metrics) == ("default",) else list(metrics)
             scores = evaluate_run(run, metrics=names, seed=run_config.seed, progress=verbose)
@@ -164,8 +164,9 @@ def redraw_stale_plots(run_dir: str | Path, verbose: bool = True) -> list[Path]:
     is stale; pictures drawn with other options (other file names) stay, and the report keeps
     naming them stale. A kind that fails is reported and skipped: the training is never lost.
     """
+    from vaelab.plotting import make_plots
     from vaelab.registry import PLOTS
-    from vaelab.viz.plots import PlotOptions, make_plots, plot_kind_order
+    from vaelab.viz.plots import PlotOptions, plot_kind_order
     from vaelab.viz.report import stale_plots
 
     stale = {Path(p).name for p in stale_plots(Path(run_dir))}

@@ -132,6 +132,14 @@ class ImageDataset:
     batch_modes: tuple[str, ...] = ("shuffle",)
 
     @classmethod
+    def splits(cls, config: DataConfig) -> tuple[str, ...]:
+        """The splits `load(config)` gives distinct items for: a held-out "test" split is
+        evaluated on when it is here. Datasets without one (dSprites, toy_squares: every split
+        is the whole set) declare ("train",); loading a declared split may still fail (files
+        absent), which the caller reports."""
+        return ("train", "test")
+
+    @classmethod
     def expected_shape(cls, config: DataConfig) -> tuple[int, int, int]:
         """(C, H, W) of the images `load(config)` gives, without reading any file."""
         raise NotImplementedError(f"{cls.__name__} does not declare its image shape")
