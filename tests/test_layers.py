@@ -140,3 +140,17 @@ def test_a_planted_cycle_and_a_planted_layer_breach_are_seen():
     graph = import_graph()
     graph["vaelab.runs"].add("vaelab.evaluation")  # evaluation imports runs: a cycle
     assert ["vaelab.evaluation", "vaelab.runs"] in cycles(graph)
+
+
+def test_the_engine_chooses_no_pictures_scores_or_loggers():
+    # the plug-ins (pictures, scores during training, loggers) are callbacks from vaelab.loggers
+    targets = import_graph()["vaelab.engine"]
+    assert not any(_in(t, ("vaelab.viz", "vaelab.metrics", "vaelab.evaluation", "vaelab.plotting"))
+                   for t in targets), sorted(targets)
+
+
+def test_the_engine_is_the_loop():
+    lines = (ROOT / "engine.py").read_text().splitlines()
+    assert len(lines) <= 400
+    functions = [line.split("(")[0][4:] for line in lines if line.startswith("def ")]
+    assert functions[0] == "fit"

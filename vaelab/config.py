@@ -143,6 +143,7 @@ def to_dict(obj: Any) -> Any:
 
 
 BINARIZE = ("none", "dynamic")
+LOGGERS = ("tensorboard", "wandb", "mlflow")  # `vaelab.loggers.LOGGERS`
 CONV_KERNELS = ("auto", "fast", "stock")  # vaelab.models.fastconv.KERNEL_MODES
 LR_SCHEDULES = ("constant", "cosine")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -175,6 +176,9 @@ class TrainConfig:
     metrics_every: int = 0  # steps between scorings of train.metrics while training, with a
     #                         small protocol, into metrics_log.csv (0: only at the end)
     progress: bool = True  # progress bar on stderr
+    loggers: tuple[str, ...] = ("tensorboard",)  # where the log rows and pictures also go:
+    #                          "tensorboard" (RUN/tb), "wandb", "mlflow" (vaelab.loggers; the
+    #                          last two need `pip install vaelab[wandb]` / `vaelab[mlflow]`)
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     channels_last: bool = True  # NHWC memory layout for conv models (faster on CPU and GPU)
     binarize: str = "none"  # training images: "none" (as stored) | "dynamic" (every pixel drawn
@@ -228,6 +232,12 @@ class TrainConfig:
         if self.conv_kernels not in CONV_KERNELS:
             raise ValueError(f"conv_kernels must be one of {CONV_KERNELS}, got "
                              f"{self.conv_kernels!r}")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        if unknown:
+            raise ValueError(f"unknown logger {unknown[0]!r} in loggers; known loggers: "
+                             f"{', '.join(LOGGERS)}")
+        if len(set(self.loggers)) != len(self.loggers):
+            raise ValueError(f"loggers names one twice: {list(self.loggers)}")
         if self.binarize not in BINARIZE:
             raise ValueError(f"binarize must be one of {BINARIZE}, got {self.binarize!r}")
         if not 0.0 <= self.valid_holdout < 1.0:
