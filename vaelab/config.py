@@ -138,6 +138,24 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def flat_dict(config: Any) -> dict[str, Any]:
+    """A config as {dotted key: number | str | bool} (lists and None become strings): the run's
+    hyper-parameters for TensorBoard, W&B and MLflow."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+        elif isinstance(value, (int, float, str, bool)):
+            flat[prefix] = value
+        else:
+            flat[prefix] = str(value)
+
+    walk("", to_dict(config))
+    return flat
+
+
 # ----------------------------------------------------------------------------------------------
 # Run config
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.callbacks import Callback
+from vaelab.config import flat_dict
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_json, read_json
 from vaelab.runs import TRAIN_LOG, VALID_LOG, open_log
@@ -161,22 +162,6 @@ def standard_callbacks(config: Any) -> list[Callback]:
 # Experiment trackers
 
 
-def _flat_config(config: Any) -> dict[str, Any]:
-    from vaelab.config import to_dict
-
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, item)
-        else:
-            flat[prefix] = value if isinstance(value, (int, float, str, bool)) else str(value)
-
-    walk("", to_dict(config))
-    return flat
-
-
 def _stored_id(run_dir: Path, name: str) -> str | None:
     return read_json(run_dir / IDS_FILE).get(name)
 
@@ -217,7 +202,7 @@ class WandbLogger(Callback):
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "vaelab"), name=ctx.config.name, id=run_id,
             resume="allow", dir=os.environ.get("WANDB_DIR", str(ctx.run_dir)),
-            config=_flat_config(ctx.config), reinit="create_new")
+            config=flat_dict(ctx.config), reinit="create_new")
         _store_id(ctx.run_dir, self.name, self.run.id)
 
     def on_log(self, ctx: Any, step: int, row: dict[str, float]) -> None:
@@ -271,7 +256,7 @@ class MlflowLogger(Callback):
                              else self.client.create_experiment(experiment))
             run = self.client.create_run(experiment_id, run_name=ctx.config.name)
             self.run_id = run.info.run_id
-            for key, value in _flat_config(ctx.config).items():
+            for key, value in flat_dict(ctx.config).items():
                 self.client.log_param(self.run_id, key, value)
             _store_id(ctx.run_dir, self.name, self.run_id)
         else:

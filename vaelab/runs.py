@@ -1,4 +1,4 @@
-"""The run directory: its config, checkpoints, logs and scores, written and read back here only.
+"""The run directory: its layout, config, checkpoints, logs (both ways) and the metrics.json merge.
 
 A run directory (`results/<name>/` by default) holds:
 
@@ -12,6 +12,7 @@ A run directory (`results/<name>/` by default) holds:
     metrics.json           scores from `vaelab eval` (merged, never clobbered)
     plots/, report.html, training.gif
     valid_log.csv, metrics_log.csv   validation terms and scores during training (when asked)
+    loggers.json           the W&B / MLflow run ids (`train.loggers`), so a resumed run continues
 
 The atomic writes themselves live on the ground floor (`vaelab.io`); they are re-exported here
 for code that imported them from `vaelab.runs`.

@@ -14,29 +14,12 @@ import numpy as np
 import torch
 
 from vaelab.callbacks import Callback
-from vaelab.config import to_dict
+from vaelab.config import flat_dict as flat_hparams  # the name TensorBoard knows
 from vaelab.viz.traversals import decode
 
 __all__ = ["TensorBoardImages", "flat_hparams"]
 
 IMAGES = 8
-
-
-def flat_hparams(config: Any) -> dict[str, Any]:
-    """The run config as {dotted key: number | str | bool} (lists become strings)."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, item)
-        elif isinstance(value, (int, float, str, bool)):
-            flat[prefix] = value
-        else:
-            flat[prefix] = str(value)
-
-    walk("", to_dict(config))
-    return flat
 
 
 class TensorBoardImages(Callback):
