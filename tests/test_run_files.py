@@ -70,3 +70,22 @@ def test_the_batch_transform_applies_to_training_batches_only():
     assert torch.equal(dataset.batch_of(torch.arange(4)).x, images.float() / 255)  # untouched
     with pytest.raises(DataError, match="known: none, dynamic"):
         batch_transform("static")
+
+
+def test_the_workflow_writes_the_whole_config_before_training(tmp_path, tiny):
+    """`resolve_run_config` completes the model from the data and the objective from the model
+    (FactorVAE's discriminator input), idempotently; `train` writes exactly that config."""
+    import vaelab
+    from vaelab.factory import resolve_run_config, run_config_from_dict
+
+    data = tiny(steps=2, log_every=1)
+    data["objective"] = {"name": "factor_vae"}
+    data["model"] = {"name": "burgess", "latent_dim": 5}
+    config = run_config_from_dict(data)
+    assert config.model.config.channels == 0 and config.objective.config.latent_dim != 5
+    whole = resolve_run_config(config, (1, 32, 32))
+    assert (whole.model.config.channels, whole.model.config.image_size) == (1, 32)
+    assert whole.objective.config.latent_dim == 5
+    assert resolve_run_config(whole, (1, 32, 32)) == whole
+    vaelab.train(config=config, out=tmp_path, verbose=False, pictures=False, evaluate=False)
+    assert json.loads((tmp_path / "tiny" / "config.json").read_text()) == whole.to_dict()
