@@ -101,7 +101,7 @@ if mode == "capped":  # the allocator tuning before it kept blocks above 32 MiB 
 if mode == "eager":  # the encoder as before the oneDNN path: eager, channels-last
     from vaelab.models.vae import GaussianVAE
     GaussianVAE.inference_posterior = lambda self, dtype: None
-from vaelab.metrics.evaluate import evaluate_run
+from vaelab.evaluation import evaluate_run
 start = time.perf_counter()
 scores = evaluate_run(run_dir, metrics=metric, options={"mig": {"num_train": "all"}},
                       precision=precision, device=device, progress=False)
@@ -116,7 +116,7 @@ def _grid_run(root: Path) -> Path | None:
                "disvae-pretrained" / "btcvae_dsprites")
     if not (weights / "model.pt").is_file():
         return None
-    from vaelab.models.disvae_import import import_disvae
+    from vaelab.disvae_import import import_disvae
 
     return Path(import_disvae(weights, out=root, name="btcvae"))
 

@@ -106,14 +106,15 @@ def time_bare(config, dataset, warmup: int, steps: int, scope: str = "forward") 
     (`scope`: what bf16 autocast wraps, "forward" as the engine, or the whole "update")."""
     import torch
 
-    from vaelab.engine import _build
+    from vaelab.factory import build_objective, resolve_run_config
     from vaelab.optim import Updater, build_optimizers
     from vaelab.perf import tune_allocator
 
     tune_allocator()
     train = config.train
     torch.manual_seed(config.seed)
-    config, model, objective = _build(config, dataset)
+    config, model = resolve_run_config(config, dataset.image_shape, with_model=True)
+    objective = build_objective(config.objective)
     if objective.needs_dataset_size:
         objective.set_dataset_size(len(dataset))
     model = model.to(memory_format=torch.channels_last)
@@ -212,14 +213,15 @@ def flops_per_image(objective: str = "vae") -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     from vaelab.data.base import Batch
-    from vaelab.engine import _build
+    from vaelab.factory import build_objective, resolve_run_config
     from vaelab.optim import Updater
 
     config = run_config(objective, 64, 1, "32-true")
     import vaelab
 
     dataset = vaelab.load_dataset("dsprites", limit=256)
-    config, model, objective_module = _build(config, dataset)
+    config, model = resolve_run_config(config, dataset.image_shape, with_model=True)
+    objective_module = build_objective(config.objective)
     objective_module.set_dataset_size(len(dataset))
     updater = Updater(model, torch.optim.SGD(model.parameters(), lr=0.0), objective_module)
     x = dataset.batch(torch.arange(64))

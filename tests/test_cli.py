@@ -39,7 +39,8 @@ def test_the_cli_starts_without_the_plotting_and_scipy_stacks():
     at `import vaelab`: `import vaelab.cli` took 3.0 s before and 1.6 s after on an idle 2-core
     host (4.9 s and 1.9 s on a loaded one), paid by every `vaelab` command, Ray trial worker and
     DDP rank."""
-    heavy = ["matplotlib", "scipy.stats", "scipy.io", "scipy.linalg", "sklearn", "lightning"]
+    heavy = ["matplotlib", "scipy.stats", "scipy.io", "scipy.linalg", "sklearn", "lightning",
+             "wandb", "mlflow"]
     code = f"import sys, vaelab.cli; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, check=True)

@@ -18,6 +18,7 @@ import vaelab
 from vaelab.config import Component
 from vaelab.data.base import Batch, FactorDataset
 from vaelab.engine import Callback, fit
+from vaelab.evaluation import evaluate_run
 from vaelab.factory import (
     build_model,
     build_objective,
@@ -27,10 +28,11 @@ from vaelab.factory import (
     resolve_objective_component,
     run_config_from_dict,
 )
-from vaelab.metrics.evaluate import DEFAULT_METRICS, evaluate_run, metric_protocol
+from vaelab.metrics.evaluate import DEFAULT_METRICS, metric_protocol
 from vaelab.models.base import Model
+from vaelab.plotting import make_plots
 from vaelab.registry import DATASETS, MODELS, OBJECTIVES
-from vaelab.viz.plots import PlotOptions, make_plots
+from vaelab.viz.plots import PlotOptions
 from vaelab.workflow import build_run_config
 
 PAIRS = [(m, o) for m in MODELS.names() for o in compatible_objectives(m)]

@@ -455,7 +455,7 @@ def test_progress_bar_moves_every_step(tmp_path, tiny, capsys):
 
 
 def test_resume_redraws_the_plots_it_made_stale(tmp_path, tiny, capsys):
-    from vaelab.viz.plots import make_plots
+    from vaelab.plotting import make_plots
     from vaelab.viz.report import stale_plots
 
     vaelab.train(config=tiny(), out=tmp_path, verbose=False, evaluate=False)

@@ -14,8 +14,9 @@ import torch
 import vaelab
 from vaelab.cli import main
 from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate_run
 from vaelab.factory import run_config_from_dict
-from vaelab.metrics import DEFAULT_METRICS, as_ground_truth, evaluate_run
+from vaelab.metrics import DEFAULT_METRICS, as_ground_truth
 from vaelab.metrics.evaluate import evaluate, resolve_metric_names
 from vaelab.registry import METRICS
 from vaelab.runs import save_checkpoint
@@ -239,7 +240,8 @@ def test_cli_eval_options_and_precision(run_dir, capsys):
     assert "expects METRIC.KEY=VALUE" in capsys.readouterr().err
 
 
-def test_kl_decomposition_is_scored_on_the_held_out_split(run_dir):
+def test_kl_decomposition_is_scored_on_the_held_out_split(run_dir, monkeypatch):
+    from vaelab.data.toy import ToySquares
     from vaelab.metrics.ground_truth import model_encoder
     from vaelab.runs import load_run
 
@@ -255,6 +257,8 @@ def test_kl_decomposition_is_scored_on_the_held_out_split(run_dir):
     images = (train.batch(np.arange(150)).flip(-1) * 255).round().to(torch.uint8)
     test = vaelab.ImageDataset(images, name="mirrored")  # other items
     run.dataset = lambda split=None, **_: test if split == "test" else train
+    # the dataset declares its splits (`ImageDataset.splits`): here one with a test split
+    monkeypatch.setattr(ToySquares, "splits", classmethod(lambda cls, config: ("train", "test")))
     scores = evaluate_run(run, metrics="kl_decomposition", progress=False)
     entry = json.loads((run_dir / "metrics.json").read_text())["protocol"]["metrics"]
     assert entry["kl_decomposition"]["scored_on"] == "the test split (held out)"

@@ -77,7 +77,8 @@ def test_early_stopping_without_a_validation_split_is_refused(tmp_path):
 
 
 def test_cluster_plots_on_a_model_without_clusters_are_refused(tmp_path, tiny):
-    from vaelab.viz.plots import PlotOptions, make_plots
+    from vaelab.plotting import make_plots
+    from vaelab.viz.plots import PlotOptions
 
     vaelab.train(config=tiny(), out=tmp_path, verbose=False, pictures=False)
     with pytest.raises(VaelabError, match="needs a mixture model"):

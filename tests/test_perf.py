@@ -28,7 +28,7 @@ def test_tune_allocator_is_a_noop_off_linux(monkeypatch):
 def test_the_python_api_tunes_the_allocator(tmp_path, tiny, monkeypatch):
     import vaelab
     import vaelab.perf as perf
-    from vaelab.metrics.evaluate import evaluate_run
+    from vaelab.evaluation import evaluate_run
 
     vaelab.train(config=tiny(), out=tmp_path, verbose=False, pictures=False)
     calls = []

@@ -257,7 +257,7 @@ def test_a_trial_stopped_before_its_first_checkpoint_starts_again_and_keeps_the_
 
 
 def test_rank_correlations_known_answers():
-    from vaelab.viz.sweep_report import rank_correlations
+    from vaelab.sweep.report import rank_correlations
 
     rho = rank_correlations({"a": [1, 2, 3, 4], "b": [10, 20, 25, 100], "c": [4, 3, 2, 1],
                              "d": [1, 3, 2, 4], "flat": [1, 1, 1, 1]})

@@ -71,8 +71,27 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("nonsyn: omega never applied", "vaelab/objectives/nonsyn.py",
      "threshold = i_new if not best else omega * i_new", "threshold = i_new", OBJ),
     # -- distribution terms
-    ("terms: gaussian KL without the -1", "vaelab/objectives/terms.py",
-     "- 1.0", "- 0.0", DIST),
+    ("terms: gaussian KL without the -1", "vaelab/distributions.py",
+     "0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)",
+     "0.5 * (mu.pow(2) + logvar.exp() - 0.0 - logvar)", DIST),
+    ("log_normal: variance instead of precision", "vaelab/distributions.py",
+     "(x - mu).pow(2) * torch.exp(-logvar))", "(x - mu).pow(2) * torch.exp(logvar))", DIST),
+    # -- run files and loggers (issue 31)
+    ("merge_metrics: new scores replace the file", "vaelab/runs.py",
+     "    content.update(scores)\n    proto = content", "    content = dict(scores)\n    proto = content",
+     ["tests/test_eval_cli.py"]),
+    ("csv log: resume drops the checkpoint's own row", "vaelab/io.py",
+     "float(r[0]) <= resume_step", "float(r[0]) < resume_step", ["tests/test_run_files.py"]),
+    ("dynamic binarisation rounds instead of drawing", "vaelab/data/base.py",
+     "batch.x = torch.bernoulli(batch.x)", "batch.x = batch.x.round()",
+     ["tests/test_run_files.py"]),
+    ("mlflow: rows logged one step late", "vaelab/loggers.py",
+     "float(v), now, step)", "float(v), now, step + 1)", ["tests/test_loggers.py"]),
+    ("wandb: validation rows dropped", "vaelab/loggers.py",
+     "    def on_validation(self, ctx: Any, step: int, row: dict[str, float]) -> None:\n"
+     "        if self.run is not None:",
+     "    def on_validation(self, ctx: Any, step: int, row: dict[str, float]) -> None:\n"
+     "        if self.run is None:", ["tests/test_loggers.py"]),
     # -- metrics: the planted bugs
     ("wasserstein halved", "vaelab/metrics/unsupervised.py",
      "return float(2 * np.trace(cov) - 2 * np.real(np.trace(root)))",

@@ -5,7 +5,7 @@ The public API is what this module exports; everything else may change.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from vaelab._version import __version__  # noqa: F401
 
 # Before anything imports torch, whose OpenMP runtime reads its wait policy once, at load: idle
 # threads sleep instead of spinning, so a busy machine does not collapse training (vaelab.perf).
@@ -18,9 +18,10 @@ from vaelab import data, metrics, models, objectives, viz  # noqa: F401  (fill t
 from vaelab.config import ConfigError, RunConfig, TrainConfig
 from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
 from vaelab.factory import create_model, create_objective
-from vaelab.metrics import evaluate_run
+from vaelab.evaluation import evaluate_run
 from vaelab.runs import Run, load_run
-from vaelab.viz import make_plots, write_report
+from vaelab.plotting import make_plots
+from vaelab.viz import write_report
 from vaelab.workflow import build_run_config, train
 
 __all__ = [

@@ -138,11 +138,30 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def flat_dict(config: Any) -> dict[str, Any]:
+    """A config as {dotted key: number | str | bool} (lists and None become strings): the run's
+    hyper-parameters for TensorBoard, W&B and MLflow."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+        elif isinstance(value, (int, float, str, bool)):
+            flat[prefix] = value
+        else:
+            flat[prefix] = str(value)
+
+    walk("", to_dict(config))
+    return flat
+
+
 # ----------------------------------------------------------------------------------------------
 # Run config
 
 
 BINARIZE = ("none", "dynamic")
+LOGGERS = ("tensorboard", "wandb", "mlflow")  # `vaelab.loggers.LOGGERS`
 CONV_KERNELS = ("auto", "fast", "stock")  # vaelab.models.fastconv.KERNEL_MODES
 LR_SCHEDULES = ("constant", "cosine")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -175,6 +194,9 @@ class TrainConfig:
     metrics_every: int = 0  # steps between scorings of train.metrics while training, with a
     #                         small protocol, into metrics_log.csv (0: only at the end)
     progress: bool = True  # progress bar on stderr
+    loggers: tuple[str, ...] = ("tensorboard",)  # where the log rows and pictures also go:
+    #                          "tensorboard" (RUN/tb), "wandb", "mlflow" (vaelab.loggers; the
+    #                          last two need `pip install vaelab[wandb]` / `vaelab[mlflow]`)
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default, capped at the CPUs
     #                   this process may use: affinity and cgroup quota; see vaelab.perf)
     channels_last: bool = True  # NHWC memory layout for conv models (faster on CPU and GPU)
@@ -229,6 +251,12 @@ class TrainConfig:
         if self.conv_kernels not in CONV_KERNELS:
             raise ValueError(f"conv_kernels must be one of {CONV_KERNELS}, got "
                              f"{self.conv_kernels!r}")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        if unknown:
+            raise ValueError(f"unknown logger {unknown[0]!r} in loggers; known loggers: "
+                             f"{', '.join(LOGGERS)}")
+        if len(set(self.loggers)) != len(self.loggers):
+            raise ValueError(f"loggers names one twice: {list(self.loggers)}")
         if self.binarize not in BINARIZE:
             raise ValueError(f"binarize must be one of {BINARIZE}, got {self.binarize!r}")
         if not 0.0 <= self.valid_holdout < 1.0:

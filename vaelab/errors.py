@@ -42,3 +42,7 @@ def run_cli_command(func: Callable[[Any], int | None], args: Any) -> int:
               "changed (files are written whole or not at all)", file=sys.stderr)
         return 2
     return int(code or 0)
+
+
+class TrainingDiverged(VaelabError):
+    """A loss term became NaN or infinite (the last good checkpoint stays)."""

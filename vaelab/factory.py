@@ -34,6 +34,7 @@ __all__ = [
     "create_objective",
     "resolve_model_component",
     "resolve_objective_component",
+    "resolve_run_config",
     "run_config_from_dict",
 ]
 
@@ -181,3 +182,28 @@ def resolve_objective_component(objective: Component, model: nn.Module) -> Compo
     """The objective's config completed from the built model (`Objective.resolve_config`)."""
     config = OBJECTIVES.get(objective.name).resolve_config(objective.config, model)
     return objective if config is objective.config else Component(objective.name, config)
+
+
+def resolve_run_config(config: RunConfig, image_shape: tuple[int, int, int],
+                       with_model: bool = False) -> Any:
+    """The run config completed for data of `image_shape` (C, H, W): the model's channels and
+    size from the data, then the objective's sizes from the built model (a discriminator's
+    input). Idempotent; `with_model` also returns the model it built, (config, model).
+
+    Raises:
+        ConfigError: the model cannot take these images.
+        VaelabError: the built model's image shape is not the data's.
+    """
+    from vaelab.errors import VaelabError
+
+    model_component = resolve_model_component(config.model, image_shape)
+    model = build_model(model_component)
+    if tuple(model.image_shape) != tuple(image_shape):
+        raise VaelabError(
+            f"model {model_component.name!r} takes images of shape {tuple(model.image_shape)} but "
+            f"dataset {config.data.name!r} has {tuple(image_shape)}"
+        )
+    config = RunConfig(name=config.name, seed=config.seed, model=model_component,
+                       objective=resolve_objective_component(config.objective, model),
+                       data=config.data, train=config.train)
+    return (config, model) if with_model else config

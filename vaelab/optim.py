@@ -232,3 +232,20 @@ class Updater:
         _load_keeping_implementation(self.optimizer, state["optimizer"])
         if self.own_optimizer is not None and state.get("aux_optimizer"):
             _load_keeping_implementation(self.own_optimizer, state["aux_optimizer"])
+
+
+def cosine_lr(optimizers: Sequence[Any], step: int, steps: int, lr_final: float) -> None:
+    """Sets every optimiser's rate for step `step` + 1 (of `steps`) from its starting rate: a
+    cosine from 1 to `lr_final` times the starting rate (`train.lr_schedule="cosine"`).
+
+    Stateless: the starting rate is kept in each param group as `initial_lr` (saved with the
+    optimiser, so a resumed run follows the same schedule) and the rate is a function of the step.
+    """
+    import math
+
+    progress = min(1.0, step / max(1, steps - 1))
+    factor = lr_final + (1.0 - lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    for optimizer in optimizers:
+        for group in getattr(optimizer, "param_groups", ()):
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor

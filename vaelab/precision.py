@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "autocast_model", "bf16_hint", "cpu_has_native_bf16", "resolve_precision",
-           "to_fp32"]
+__all__ = ["PRECISIONS", "autocast_model", "bf16_hint", "cpu_has_native_bf16", "make_fabric",
+           "resolve_precision", "run_precision", "to_fp32"]
 
 #: The values `train.precision` takes ("auto" is resolved before the run starts).
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "auto", "64-true", "bf16-true",
@@ -126,3 +126,35 @@ def autocast_model(model: nn.Module, fabric: Any) -> nn.Module:
     if not isinstance(precision, MixedPrecision):
         return model
     return _AutocastForward(model, precision.forward_context)
+
+
+def run_precision(train: Any) -> str:
+    """`train.precision`, with "auto" resolved for the device the run will use
+    (`resolve_precision`: bf16-mixed only where the hardware has bf16)."""
+    if train.precision != "auto":
+        return train.precision
+    accelerator = train.accelerator
+    cuda = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
+    return resolve_precision("auto", "cuda" if cuda else accelerator if accelerator == "mps"
+                             else "cpu")
+
+
+def make_fabric(train: Any) -> Any:
+    """The Lightning Fabric of the `train.*` settings (devices, strategy, resolved precision);
+    float16 on a CPU is refused (it is not what trains here)."""
+    from lightning.fabric import Fabric
+
+    from vaelab.errors import VaelabError
+
+    devices: Any = train.devices if train.devices != -1 else "auto"
+    try:
+        fabric = Fabric(accelerator=train.accelerator, devices=devices, num_nodes=train.num_nodes,
+                        strategy=train.strategy, precision=run_precision(train))
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise VaelabError(f"cannot set up the device with the train.* settings: {error}") from error
+    if fabric.device.type == "cpu" and run_precision(train).startswith("16"):
+        raise VaelabError(
+            f"train.precision={train.precision!r} needs a GPU: float16 autocast on the CPU is "
+            "not what trains here; use 'bf16-mixed' (fast on CPUs with AVX-512 BF16) or '32-true'"
+        )
+    return fabric

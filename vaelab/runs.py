@@ -1,4 +1,4 @@
-"""Run directories: atomic file writes, checkpoints, and `load_run`.
+"""The run directory: its layout, config, checkpoints, logs (both ways) and the metrics.json merge.
 
 A run directory (`results/<name>/` by default) holds:
 
@@ -11,20 +11,21 @@ A run directory (`results/<name>/` by default) holds:
     reconstructions.png, samples.png, losses.png
     metrics.json           scores from `vaelab eval` (merged, never clobbered)
     plots/, report.html, training.gif
+    valid_log.csv, metrics_log.csv   validation terms and scores during training (when asked)
+    loggers.json           the W&B / MLflow run ids (`train.loggers`), so a resumed run continues
+
+The atomic writes themselves live on the ground floor (`vaelab.io`); they are re-exported here
+for code that imported them from `vaelab.runs`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import io
 import json
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,61 +33,40 @@ from torch import nn
 
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
+from vaelab.io import (
+    CsvLog,
+    atomic_file,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_csv_columns,
+    read_json,
+)
 
 __all__ = [
     "Run",
     "atomic_file",
     "atomic_write_bytes",
+    "atomic_write_json",
     "atomic_write_text",
-    "encode_run",
     "checkpoint_path",
     "load_checkpoint",
     "load_run",
+    "merge_metrics",
+    "open_log",
+    "prepare_run_dir",
+    "read_config",
     "read_json",
+    "read_metrics",
     "read_train_log",
     "save_checkpoint",
+    "write_config",
 ]
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Opens a temporary file beside `path`; on success it is synced and renamed over `path`.
-
-    A crash or an exception never leaves a half-written `path` (the temporary file is removed).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)  # mkstemp creates 0600; give the file the usual umask permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
-    with atomic_file(path) as handle:
-        handle.write(data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+BEST = "best.ckpt"
+TRAIN_LOG, VALID_LOG, METRICS_LOG = "train_log.csv", "valid_log.csv", "metrics_log.csv"
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -94,6 +74,28 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every RNG state a checkpoint keeps (torch, NumPy, Python; CUDA on a CUDA device)."""
+    import random
+
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restores what `rng_state` saved."""
+    import random
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -116,37 +118,50 @@ def checkpoint_path(run_dir: str | os.PathLike, step: int | None = None) -> Path
 
 
 def read_train_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """`train_log.csv` as {column: float array}; empty cells become NaN."""
-    path = Path(path)
+    """`train_log.csv` (or another log of the run) as {column: float array}; empty cells NaN."""
+    return read_csv_columns(path)
+
+
+def open_log(run_dir: str | os.PathLike, name: str, resume_step: int | None) -> CsvLog:
+    """The log `name` of a run (`TRAIN_LOG`, `VALID_LOG`, `METRICS_LOG`) opened for writing;
+    a resumed run (`resume_step`) keeps the rows up to that step, a fresh one starts it anew."""
+    return CsvLog(Path(run_dir) / name, resume_step)
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """`RUN/metrics.json` ({} when missing); a corrupt file raises and is left untouched."""
+    path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         return {}
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    if not rows:
-        return {}
-    header, body = rows[0], rows[1:]
-    columns: dict[str, np.ndarray] = {}
     try:
-        for j, name in enumerate(header):
-            columns[name] = np.array(
-                [float(r[j]) if j < len(r) and r[j] != "" else np.nan for r in body],
-                dtype=np.float64,
-            )
-    except ValueError as error:
-        raise VaelabError(f"{path} is not a vaelab training log ({error}); move it aside, or "
-                          "restore it from the run's TensorBoard events") from None
-    return columns
-
-
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """A run's JSON file ({} when missing); a corrupt one raises a VaelabError naming it."""
-    file = Path(path)
-    if not file.is_file():
-        return {}
-    try:
-        return json.loads(file.read_text())
+        content = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise VaelabError(f"{file} is not valid JSON ({error}); move it aside") from error
+        raise VaelabError(
+            f"{path} is not valid JSON ({error}); move it away to keep its content, then re-run"
+        ) from error
+    if not isinstance(content, dict):
+        raise VaelabError(f"{path} does not hold a JSON object; move it away, then re-run")
+    return content
+
+
+def merge_metrics(run_dir: str | os.PathLike, scores: dict[str, Any], *,
+                  section: str | None = None, name: str | None = None, entry: Any = None,
+                  protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merges `scores` into `RUN/metrics.json` (never clobbering other scores) and writes it.
+
+    The protocol section records how they were obtained: `entry` goes to
+    `protocol[section][name]` (e.g. "metrics" / "mig", "experiments" / "interpolation") and the
+    keys of `protocol` replace those of the section. Used by `vaelab eval`, the experiments and
+    the end of training; returns the merged content.
+    """
+    content = read_metrics(run_dir)
+    content.update(scores)
+    proto = content.setdefault("protocol", {})
+    if section is not None:
+        proto.setdefault(section, {})[name] = entry
+    proto.update(protocol or {})
+    atomic_write_json(Path(run_dir) / "metrics.json", content)
+    return content
 
 
 def read_config(run_dir: str | os.PathLike) -> RunConfig:
@@ -163,6 +178,29 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
     except json.JSONDecodeError as error:
         raise VaelabError(f"{path} is not valid JSON: {error}") from error
     return run_config_from_dict(data)
+
+
+def write_config(run_dir: str | os.PathLike, config: RunConfig) -> None:
+    """Writes the resolved run config to `RUN/config.json` (atomically)."""
+    atomic_write_text(Path(run_dir) / "config.json", config.to_json() + "\n")
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuses to reuse a directory that holds a run unless resuming; never deletes anything."""
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"cannot resume {run_dir}: it has no config.json")
+        return
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise FileExistsError(
+            f"{run_dir} already exists and is not empty; nothing was changed. Continue it with "
+            f"`vaelab train --resume {run_dir}`, or choose a new name with --name (or --out DIR)"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file on the path, no permission, a read-only disk
+        raise VaelabError(f"cannot create the run directory {run_dir}: {error.strerror or error}"
+                          "; choose another --out") from None
 
 
 @dataclass
@@ -216,44 +254,6 @@ class Run:
         return np.array([np.nanmean(self.log[k][-tail:]) for k in keys])
 
 
-def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
-               limit: int = 0, device: str = "cpu", overwrite: bool = False,
-               batch_size: int = 1024) -> Path:
-    """Writes the latents of a run's data (or `split` of it) to `out` (.npz); see
-    `vaelab encode`. Refuses to replace an existing file unless `overwrite`."""
-    from vaelab.distributions import Categorical, DiagonalGaussian
-
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    if limit < 0:
-        raise VaelabError(f"--limit must be >= 0, got {limit}")
-    run = load_run(run_dir, device=device)
-    options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
-    dataset = run.dataset(**options) if options else run.dataset()
-    parts: dict[str, list[np.ndarray]] = {}
-    with torch.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            x = dataset.batch(np.arange(start, min(start + batch_size, len(dataset))))
-            posterior = run.model.posterior(x.to(device))
-            parts.setdefault("codes", []).append(run.model.representation(posterior)[0])
-            for name, part in posterior.items():
-                if isinstance(part, DiagonalGaussian):
-                    parts.setdefault(f"{name}_mu", []).append(part.mu)
-                    parts.setdefault(f"{name}_logvar", []).append(part.logvar)
-                elif isinstance(part, Categorical):
-                    parts.setdefault(f"{name}_probs", []).append(part.probs)
-    arrays = {k: torch.cat(v).float().cpu().numpy() for k, v in parts.items()}
-    if dataset.labels is not None:
-        arrays["labels"] = np.asarray(dataset.labels)
-    if getattr(dataset, "factors", None) is not None:
-        arrays["factors"] = np.asarray(dataset.factors)
-        arrays["factor_names"] = np.asarray(dataset.factor_names)
-    with atomic_file(out) as handle:
-        np.savez(handle, **arrays)
-    return out
-
-
 def load_run(
     path: str | os.PathLike, checkpoint: str | os.PathLike | None = None, device: str = "cpu"
 ) -> Run:
@@ -303,7 +303,7 @@ def load_run(
         objective=objective,
         log=read_train_log(run_dir / "train_log.csv"),
         summary=read_json(run_dir / "summary.json"),
-        metrics=read_json(run_dir / "metrics.json"),
+        metrics=read_metrics(run_dir),
         step=int(state.get("step", 0)),
         device=torch.device(device),
     )

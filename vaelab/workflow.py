@@ -18,7 +18,7 @@ from vaelab.errors import VaelabError
 from vaelab.factory import run_config_from_dict
 from vaelab.precision import bf16_hint
 
-__all__ = ["ScheduleWarning", "build_run_config", "schedule_warnings", "train"]
+__all__ = ["build_run_config", "schedule_warnings", "train"]
 
 
 def build_run_config(
@@ -103,10 +103,13 @@ def train(
         variation: with an `.ini` config, "VAE" or "B-VAE".
         evaluate: run `train.metrics` at the end when the data has ground-truth factors.
         pictures: write reconstructions.png, samples.png and losses.png at the end.
-        callbacks: extra `vaelab.engine.Callback`s.
+        callbacks: extra `vaelab.callbacks.Callback`s, run after those the config asks for
+            (`vaelab.loggers.standard_callbacks`: logs, loggers, pictures, scores).
         verbose: print where the results are and a short summary.
     """
-    from vaelab.engine import fit
+    from vaelab.data.loading import load_dataset_component
+    from vaelab.engine import fit, total_steps
+    from vaelab.factory import resolve_run_config
     from vaelab.runs import read_config
 
     if resume is not None:
@@ -132,8 +135,17 @@ def train(
     _check_metrics_every(run_config)
     if verbose and (hint := bf16_hint(run_config.train.precision, run_config.train.accelerator)):
         print(hint, file=sys.stderr)
-    callbacks = [*callbacks, ScheduleWarning()] if verbose else list(callbacks)
-    run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
+    # The config is made whole before training (the model's sizes from the data, the
+    # objective's from the model): config.json is what trains, and its checks are plain checks.
+    dataset = load_dataset_component(run_config.data)
+    run_config = resolve_run_config(run_config, dataset.image_shape)
+    train_config = run_config.train
+    world = max(1, train_config.devices) * train_config.num_nodes
+    warnings = schedule_warnings(run_config, total_steps(run_config, len(dataset), world))
+    if verbose and warnings:  # printed once the run directory is claimed (errors come first)
+        callbacks = [*callbacks, _PrintAtStart(warnings)]
+    run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks,
+              dataset=dataset)
     if run.global_rank != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
     summary = run.summary
@@ -150,7 +162,7 @@ def train(
         from vaelab.data.base import FactorDataset
 
         if isinstance(run.dataset(), FactorDataset):
-            from vaelab.metrics.evaluate import evaluate_run
+            from vaelab.evaluation import evaluate_run
 
             names = None if tuple(metrics) == ("default",) else list(metrics)
             scores = evaluate_run(run, metrics=names, seed=run_config.seed, progress=verbose)
@@ -167,8 +179,9 @@ def redraw_stale_plots(run_dir: str | Path, verbose: bool = True) -> list[Path]:
     is stale; pictures drawn with other options (other file names) stay, and the report keeps
     naming them stale. A kind that fails is reported and skipped: the training is never lost.
     """
+    from vaelab.plotting import make_plots
     from vaelab.registry import PLOTS
-    from vaelab.viz.plots import PlotOptions, make_plots, plot_kind_order
+    from vaelab.viz.plots import PlotOptions, plot_kind_order
     from vaelab.viz.report import stale_plots
 
     stale = {Path(p).name for p in stale_plots(Path(run_dir))}
@@ -214,18 +227,16 @@ def schedule_warnings(config: RunConfig, steps: int) -> list[str]:
     return warnings
 
 
-class ScheduleWarning(Callback):
-    """Prints `schedule_warnings` on stderr when training starts (the run's length is known
-    then: `train.epochs` needs the dataset size)."""
+class _PrintAtStart(Callback):
+    """Prints `lines` on stderr when training starts (global-zero process only)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
 
     def on_train_start(self, ctx: Any) -> None:
-        from vaelab.engine import total_steps
-
-        if not ctx.is_global_zero:
-            return
-        steps = total_steps(ctx.config, len(ctx.dataset), ctx.fabric.world_size)
-        for line in schedule_warnings(ctx.config, steps):
-            print(line, file=sys.stderr, flush=True)
+        if ctx.is_global_zero:
+            for line in self.lines:
+                print(line, file=sys.stderr, flush=True)
 
 
 def _check_metrics_every(config: RunConfig) -> None:

@@ -55,7 +55,7 @@ def _gmvae_run(tmp_path, data):
 
 
 def test_eval_reports_clusters_on_labelled_data(tmp_path, monkeypatch):
-    from vaelab.metrics.evaluate import evaluate_run
+    from vaelab.evaluation import evaluate_run
     from vaelab.registry import DATASETS
 
     images = np.random.default_rng(0).integers(0, 255, size=(48, 1, 8, 8), dtype=np.uint8)
@@ -67,7 +67,7 @@ def test_eval_reports_clusters_on_labelled_data(tmp_path, monkeypatch):
     assert {"clusters.accuracy", "clusters.nmi", "clusters.ari", "clusters.used",
             "clusters.hungarian_accuracy"} <= set(scores)
     protocol = run.metrics["protocol"]["metrics"]["clusters"]
-    # the stand-in serves the same items for every split: said so, not called a test split
+    # the stand-in declares no held-out split: said so, not called a test split
     assert protocol["scored_on"].startswith("the train split (") and "no held-out" in \
         protocol["scored_on"]
     assert protocol["mapping_fit_on"] == "the train split"
@@ -75,7 +75,7 @@ def test_eval_reports_clusters_on_labelled_data(tmp_path, monkeypatch):
 
 
 def test_clusters_need_labels_and_a_mixture_model(tmp_path, monkeypatch):
-    from vaelab.metrics.evaluate import evaluate_run
+    from vaelab.evaluation import evaluate_run
 
     images = np.random.default_rng(0).integers(0, 255, size=(32, 1, 8, 8), dtype=np.uint8)
     _labelled(monkeypatch, images, None)
@@ -99,6 +99,10 @@ def _labelled(monkeypatch, images, labels):
         @classmethod
         def expected_shape(cls, config):
             return (1, 8, 8)
+
+        @classmethod
+        def splits(cls, config):
+            return ("train",)  # the same items for every split: nothing held out
 
         @classmethod
         def load(cls, config=None):

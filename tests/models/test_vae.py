@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import vaelab
 from vaelab.cli import main
-from vaelab.models.disvae_import import import_disvae
+from vaelab.disvae_import import import_disvae
 
 
 @pytest.mark.parametrize(("channels", "size", "expected"), [

@@ -16,9 +16,10 @@ from vaelab.data.base import ImageDataset
 from vaelab.distributions import DiagonalGaussian
 from vaelab.errors import VaelabError
 from vaelab.models.vae import GaussianVAE
+from vaelab.plotting import make_plots
 from vaelab.runs import Run
 from vaelab.viz.latents import conditional_means, plot_mean_activations
-from vaelab.viz.plots import PlotOptions, _traversal_grid, make_plots, select_indices
+from vaelab.viz.plots import PlotOptions, _traversal_grid, select_indices
 
 PITCH = 34  # 32-px images plus the 2-px line
 

@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vaelab.runs import encode_run
+    from vaelab.evaluation import encode_run
 
     out = Path(args.out) if args.out else Path(args.run) / "latents.npz"
     path = encode_run(args.run, out, split=args.split, limit=args.limit, device=args.device,

@@ -70,7 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaelab.metrics.evaluate import evaluate_run, print_scores
+    from vaelab.evaluation import evaluate_run
+    from vaelab.metrics.evaluate import print_scores
 
     scores = evaluate_run(args.run, metrics=args.metrics, seed=args.seed, device=args.device,
                           progress=not args.quiet, batch_size=args.batch_size,

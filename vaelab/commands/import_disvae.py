@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaelab.models.disvae_import import import_disvae
+    from vaelab.disvae_import import import_disvae
 
     run_dir = import_disvae(args.source, out=args.out, name=args.name)
     print(f"imported {args.source} -> {run_dir}")

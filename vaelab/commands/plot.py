@@ -70,7 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaelab.viz.plots import make_plots, options_from_kwargs
+    from vaelab.plotting import make_plots
+    from vaelab.viz.plots import options_from_kwargs
 
     for flag in ("rows", "cols", "upsample", "frames", "points"):
         value = getattr(args, flag)

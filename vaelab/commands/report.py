@@ -21,8 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vaelab.sweep.report import is_sweep_dir, write_sweep_report
     from vaelab.viz.report import write_report
-    from vaelab.viz.sweep_report import is_sweep_dir, write_sweep_report
 
     if len(args.runs) == 1 and is_sweep_dir(args.runs[0]):  # a `vaelab sweep` folder
         print(write_sweep_report(args.runs[0], out=args.out, overwrite=args.overwrite))

@@ -10,7 +10,7 @@ factorial grids (dSprites) and datasets that cover only part of the grid alike.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +132,14 @@ class ImageDataset:
     batch_modes: tuple[str, ...] = ("shuffle",)
 
     @classmethod
+    def splits(cls, config: DataConfig) -> tuple[str, ...]:
+        """The splits `load(config)` gives distinct items for: a held-out "test" split is
+        evaluated on when it is here. Datasets without one (dSprites, toy_squares: every split
+        is the whole set) declare ("train",); loading a declared split may still fail (files
+        absent), which the caller reports."""
+        return ("train", "test")
+
+    @classmethod
     def expected_shape(cls, config: DataConfig) -> tuple[int, int, int]:
         """(C, H, W) of the images `load(config)` gives, without reading any file."""
         raise NotImplementedError(f"{cls.__name__} does not declare its image shape")
@@ -163,6 +171,15 @@ class ImageDataset:
     def batch_of(self, index: Tensor) -> Batch:
         """The `Batch` of items `index` (B,): images now, labels and domains when asked for."""
         return Batch(self.batch(index), index, self)
+
+    #: applied to training batches only (`training_batch`), e.g. `dynamic_binarize`
+    batch_transform: Callable[[Batch], Batch] | None = None
+
+    def training_batch(self, index: Tensor) -> Batch:
+        """The `Batch` of items `index` as training sees it: `batch_of`, then `batch_transform`
+        (validation, metrics and pictures see the stored images)."""
+        batch = self.batch_of(index)
+        return batch if self.batch_transform is None else self.batch_transform(batch)
 
     def _on_device(self, key: str, values: np.ndarray | None) -> Tensor | None:
         if values is None:
@@ -348,3 +365,23 @@ class FactorDataset(ImageDataset):
     def sample_observations_from_factors(self, factors: np.ndarray, rng: np.random.Generator) -> Tensor:
         """Float images (n, C, H, W) in [0, 1] with the given factor rows (n, F)."""
         return self.batch(self.index_of_factors(factors, rng))
+
+
+def dynamic_binarize(batch: Batch) -> Batch:
+    """Every pixel drawn as Bernoulli(x): a fresh binary image at each visit (the dynamic
+    binarisation of grey-level MNIST for Bernoulli likelihoods, e.g. Burda et al., 2016, IWAE).
+    Draws from the global torch generator, which checkpoints save and restore."""
+    batch.x = torch.bernoulli(batch.x)
+    return batch
+
+
+#: `train.binarize` -> the training-batch transform it names
+BATCH_TRANSFORMS: dict[str, Callable[[Batch], Batch] | None] = {
+    "none": None, "dynamic": dynamic_binarize}
+
+
+def batch_transform(name: str) -> Callable[[Batch], Batch] | None:
+    """The training-batch transform `train.binarize=name` names (None for "none")."""
+    if name not in BATCH_TRANSFORMS:
+        raise DataError(f"unknown batch transform {name!r}; known: {', '.join(BATCH_TRANSFORMS)}")
+    return BATCH_TRANSFORMS[name]

@@ -65,8 +65,8 @@ from torch import Tensor
 
 from vaelab.data.base import DataConfig, DataError, FactorDataset, data_home, no_valid_split
 from vaelab.data.download import file_digest
+from vaelab.io import atomic_file, atomic_write_json
 from vaelab.registry import DATASETS
-from vaelab.runs import atomic_file, atomic_write_json
 
 __all__ = [
     "DSprites",
@@ -541,6 +541,10 @@ class DSprites(FactorDataset):
         self.name = name
         self._init_factors(factors, FACTOR_NAMES, FACTOR_SIZES, FACTOR_VALUES)
         self.labels = self.factors[:, 0]  # shape, for colouring plots
+
+    @classmethod
+    def splits(cls, config: DataConfig) -> tuple[str, ...]:
+        return ("train",)  # every split is the whole set: nothing is held out
 
     @classmethod
     def expected_shape(cls, config: DSpritesConfig) -> tuple[int, int, int]:

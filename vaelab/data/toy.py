@@ -61,6 +61,10 @@ class ToySquares(FactorDataset):
     factor_names = ("size", "pos_x", "pos_y")
 
     @classmethod
+    def splits(cls, config: DataConfig) -> tuple[str, ...]:
+        return ("train",)  # every split is the whole set: nothing is held out
+
+    @classmethod
     def expected_shape(cls, config: ToySquaresConfig) -> tuple[int, int, int]:
         return (config.channels, config.image_size, config.image_size)
 

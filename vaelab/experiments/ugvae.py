@@ -506,8 +506,8 @@ EXPERIMENTS.register("mnist_series")(mnist_series)
 def run_experiment(name: str, run_dir: str | Path, device: str = "cpu",
                    **options: Any) -> dict[str, float]:
     """Runs experiment `name` on a run: figures into RUN/plots, scores into metrics.json."""
-    from vaelab.metrics.evaluate import _read_metrics
-    from vaelab.runs import atomic_write_bytes, atomic_write_json, load_run
+    from vaelab.io import atomic_write_bytes
+    from vaelab.runs import load_run, merge_metrics
 
     func: Callable = EXPERIMENTS.get(name)
     size = options.get("batch_size", 0)
@@ -521,11 +521,7 @@ def run_experiment(name: str, run_dir: str | Path, device: str = "cpu",
     scores = {f"experiment.{name}.{k}": v for k, v in scores.items()}
     for filename, figure in figures.items():
         atomic_write_bytes(run.dir / "plots" / filename, _save(filename, figure))
-    path = run.dir / "metrics.json"
-    content = _read_metrics(path)
-    content.update(scores)
-    content.setdefault("protocol", {}).setdefault("experiments", {})[name] = {
+    merge_metrics(run.dir, scores, section="experiments", name=name, entry={
         **options, "svm": "5-fold cross-validated, standardised codes",
-        "codes": "pooled posterior mean of the global latent per batch"}
-    atomic_write_json(path, content)
+        "codes": "pooled posterior mean of the global latent per batch"})
     return scores

@@ -3,7 +3,8 @@
 Every metric is a plain function `(represent, data, rng, **sizes) -> dict[str, float]`: a
 representation function (or model, or precomputed codes), a dataset (or factor array), an
 `np.random.Generator`, and keyword sizes whose defaults are disentanglement_lib's published
-protocol. `evaluate_run` computes the codes once and shares them between metrics.
+protocol. `evaluate` shares one set of codes between metrics; scoring a trained run is
+`vaelab.evaluation.evaluate_run`.
 
 The import list below is the table of contents (each module registers its metrics).
 """
@@ -25,7 +26,7 @@ from vaelab.metrics import (  # noqa: F401  (registration order)
     sap,
     unsupervised,
 )
-from vaelab.metrics.evaluate import DEFAULT_METRICS, evaluate_run, format_scores
+from vaelab.metrics.evaluate import DEFAULT_METRICS, format_scores
 from vaelab.metrics.ground_truth import GroundTruth, as_ground_truth
 
-__all__ = ["DEFAULT_METRICS", "GroundTruth", "as_ground_truth", "evaluate_run", "format_scores"]
+__all__ = ["DEFAULT_METRICS", "GroundTruth", "as_ground_truth", "format_scores"]

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaelab.distributions import log_normal
 from vaelab.metrics.ground_truth import as_ground_truth
 from vaelab.objectives.tc import log_importance_weight_matrix
-from vaelab.objectives.terms import log_normal
 from vaelab.registry import METRICS
 
 __all__ = ["compute_kl_decomposition", "mss_decomposition"]

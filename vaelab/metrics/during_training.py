@@ -66,7 +66,7 @@ class TrainingMetrics(Callback):
 
     def on_train_start(self, ctx: Any) -> None:
         from vaelab.data.base import FactorDataset
-        from vaelab.engine import _TrainLog
+        from vaelab.io import CsvLog
         from vaelab.metrics.evaluate import resolve_metric_names
 
         if not isinstance(ctx.dataset, FactorDataset):
@@ -81,7 +81,7 @@ class TrainingMetrics(Callback):
         self.names = resolve_metric_names(self.requested, has_factors=True)
         self.options = cheap_options(self.names)
         if ctx.is_global_zero:
-            self.log = _TrainLog(ctx.run_dir / LOG_NAME, ctx.step if ctx.step else None)
+            self.log = CsvLog(ctx.run_dir / LOG_NAME, ctx.step if ctx.step else None)
 
     def on_step_end(self, ctx: Any, step: int) -> None:
         if step % self.every == 0 and ctx.is_global_zero:

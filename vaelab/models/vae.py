@@ -2,7 +2,7 @@
 
 Burgess et al., "Understanding disentangling in beta-VAE" (2018), as implemented by
 disentangling-vae (Dubs et al. 2019); layer for layer the same, so its checkpoints import exactly
-(`vaelab.models.disvae_import`). One model serves VAE, beta-VAE, annealed VAE, FactorVAE and
+(`vaelab.disvae_import`). One model serves VAE, beta-VAE, annealed VAE, FactorVAE and
 beta-TCVAE: those differ only in the objective.
 
 Differences from the seed, both invisible to its weights: the decoder returns logits and the
@@ -216,8 +216,8 @@ class GaussianVAE(Model):
 
     @staticmethod
     def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-        """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (`DiagonalGaussian.rsample`)."""
+        return DiagonalGaussian(mu, logvar).rsample()
 
     #: `forward(x, decode_first=n)` decodes only the first n codes (FactorVAE uses half).
     partial_decode = True

@@ -47,10 +47,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vaelab.distributions import log_normal
 from vaelab.models.vae import VAEOutput
 from vaelab.objectives.base import Objective
 from vaelab.objectives.elbo import elbo_terms
-from vaelab.objectives.terms import check_likelihood, linear_warmup, log_normal
+from vaelab.objectives.terms import check_likelihood, linear_warmup
 from vaelab.registry import OBJECTIVES
 
 __all__ = [

@@ -9,13 +9,11 @@ the reconstruction losses and schedules follow disentangling-vae (Dubs et al. 20
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vaelab.distributions import check_reduction
+from vaelab.distributions import check_reduction, kl_standard_normal, log_normal
 
 __all__ = [
     "LIKELIHOODS",
@@ -32,8 +30,6 @@ __all__ = [
 #: Names accepted by `reconstruction_loss` (the seed's `rec_dist`).
 LIKELIHOODS = ("bernoulli", "laplace", "gaussian")
 
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 def check_likelihood(likelihood: str) -> None:
     """Raises a ValueError naming the known likelihoods when `likelihood` is not one of them."""
@@ -44,18 +40,9 @@ def check_likelihood(likelihood: str) -> None:
 
 
 def gaussian_kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) for every example and latent dimension.
-
-    Closed form from Kingma & Welling (2014), Appendix B.
-
-    Args:
-        mu: Posterior means, shape (B, D).
-        logvar: Posterior log-variances, shape (B, D).
-
-    Returns:
-        KL in nats, shape (B, D).
-    """
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    """KL(N(mu, exp(logvar)) || N(0, 1)) for every example and latent dimension, (B, D): the
+    vocabulary's `vaelab.distributions.kl_standard_normal` (Kingma & Welling 2014, App. B)."""
+    return kl_standard_normal(mu, logvar)
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -90,20 +77,6 @@ def kl_terms(mu: Tensor, logvar: Tensor) -> dict[str, Tensor]:
     for j, value in enumerate(per_dim.unbind(0)):
         terms[f"kl_{j}"] = value
     return terms
-
-
-def log_normal(x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """Elementwise log N(x; mu, exp(logvar)); the arguments broadcast against each other.
-
-    Args:
-        x: Points, any shape.
-        mu: Means, broadcastable to `x`.
-        logvar: Log-variances, broadcastable to `x`.
-
-    Returns:
-        Log-densities in nats, the broadcast shape.
-    """
-    return -0.5 * (_LOG_2PI + logvar + (x - mu).pow(2) * torch.exp(-logvar))
 
 
 def _bernoulli_nll(logits: Tensor, x: Tensor, dims: tuple[int, ...] | None) -> Tensor:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.errors import VaelabError
-from vaelab.runs import atomic_write_json
+from vaelab.io import atomic_write_json
 from vaelab.sweep.spec import SweepSpec
 from vaelab.sweep.table import write_sweep_csv
 from vaelab.sweep.trial import run_trial, trial_record

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vaelab.runs import atomic_write_text
+from vaelab.io import atomic_write_text
 from vaelab.sweep.trial import trial_record
 
 __all__ = ["read_sweep_csv", "sweep_rows", "write_sweep_csv"]

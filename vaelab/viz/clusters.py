@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from vaelab.errors import VaelabError
-from vaelab.runs import Run
 from vaelab.viz.grid import image_grid, to_pil
 from vaelab.viz.latents import plot_latent_projection, project_latents
 from vaelab.viz.losses import category_colormap, new_figure
@@ -40,6 +39,8 @@ from vaelab.viz.traversals import decode, model_device
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from vaelab.runs import Run
 
 __all__ = ["plot_cluster_histogram", "plot_cluster_posteriors"]
 

@@ -3,19 +3,17 @@
 Each kind is a `PlotKind` registered in `PLOTS`: `filenames(options)` names what it writes (so
 existing files are checked before any work) and `make(run, options)` returns {filename: content},
 where content is a PIL image, a matplotlib Figure, or a list of uint8 GIF frames. `make_plots`
-saves them under `RUN/plots/`. Layouts follow disvae's `main_viz.py` plots, with the defaults of
-disvae's `main_viz.py` (6 rows, 7 columns, max traversal 2); traversal rows are latents ordered by
+(`vaelab.plotting`) saves them under `RUN/plots/`. Layouts follow disvae's `main_viz.py` plots,
+with its defaults (6 rows, 7 columns, max traversal 2); traversal rows are latents ordered by
 decreasing average KL (`Run.kl_per_latent`), and posterior quantile ranges are centred on the
 posterior mean (the seed centres them on 0; `traversal_mode="disvae"` reproduces it).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -25,7 +23,6 @@ from PIL import Image, ImageDraw, ImageFont
 from vaelab.data.base import FactorDataset
 from vaelab.errors import VaelabError
 from vaelab.registry import PLOTS
-from vaelab.runs import Run, atomic_write_bytes, load_run
 from vaelab.viz.grid import image_grid, pad_value_for, stack_rows, to_pil, upsample
 from vaelab.viz.labels import best_factors, caption, label_rows, latent_row_labels, row_centres
 from vaelab.viz.latents import (
@@ -50,7 +47,9 @@ from vaelab.viz.traversals import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["PlotKind", "PlotOptions", "make_plots", "plot_kind_order", "select_indices"]
+    from vaelab.runs import Run
+
+__all__ = ["PlotKind", "PlotOptions", "encode_content", "plot_kind_order", "select_indices"]
 
 MAX_GRID_SIDE = 100
 KL_LABEL_WIDTH = 100  # px of the white label strip of reconstruct-traverse (as disvae)
@@ -532,7 +531,8 @@ def plot_kind_order() -> list[str]:
 # Saving
 
 
-def _encode(filename: str, content: Content) -> bytes:
+def encode_content(filename: str, content: Content) -> bytes:
+    """The bytes of a plot's file: PNG for a PIL image or a Figure, GIF for frames."""
     figures = sys.modules.get("matplotlib.figure")  # not loaded: content is no Figure
     if figures is not None and isinstance(content, figures.Figure):
         return figure_to_png(content)
@@ -541,86 +541,6 @@ def _encode(filename: str, content: Content) -> bytes:
     if filename.endswith(".gif"):
         return write_gif(list(content), fps=GIF_FPS)
     raise TypeError(f"cannot save {type(content).__name__} as {filename}")
-
-
-def _writable_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise VaelabError(f"cannot create the output folder {folder}: {error}") from error
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise VaelabError(f"the output folder {folder} is not writable")
-
-
-def make_plots(
-    run_dir: str | os.PathLike,
-    kinds: list[str],
-    options: PlotOptions = PlotOptions(),
-    overwrite: bool = False,
-    out_dir: str | os.PathLike | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    device: str = "cpu",
-) -> list[Path]:
-    """Makes the plots `kinds` ("all" for every applicable one) of a run and saves them.
-
-    Args:
-        run_dir: the run directory.
-        kinds: registered plot names, or "all".
-        options: layout and selection options.
-        overwrite: replace existing files (otherwise an existing file is an error, raised before
-            anything is computed or written).
-        out_dir: where to write (default `RUN/plots`).
-        checkpoint: a checkpoint file instead of `checkpoints/last.ckpt`.
-        device: where to run the model.
-
-    Returns:
-        The written paths.
-
-    Raises:
-        FileNotFoundError: not a run directory, or no checkpoint.
-        KeyError: unknown kind (the message lists the known ones).
-        FileExistsError: an output exists and `overwrite` is False.
-        VaelabError: a kind cannot apply to this run, or the folder is not writable.
-    """
-    if not kinds:
-        raise VaelabError("name at least one plot kind (or 'all')")
-    selected: list[PlotKind] = [PLOTS.get(k) for k in dict.fromkeys(kinds) if k != "all"]
-    run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    if run.device.type == "cpu":  # the Python API gets the CLI's allocator setting too
-        from vaelab.perf import tune_allocator
-
-        tune_allocator()
-    if "all" in kinds:
-        dataset = run.dataset()
-        for name in plot_kind_order():
-            kind = PLOTS.get(name)
-            if kind in selected:
-                continue
-            if kind.needs_factors and not isinstance(dataset, FactorDataset):
-                continue
-            if kind.needs_log and not run.log:
-                continue
-            if (kind.needs_clusters and not run.model.num_clusters) or not kind.in_all:
-                continue
-            selected.append(kind)
-    folder = Path(out_dir) if out_dir else run.dir / "plots"
-    targets = [folder / name for kind in selected for name in kind.filenames(options)]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{', '.join(existing)} already exist(s); pass --overwrite to replace"
-        )
-    _writable_folder(folder)
-    written = []
-    with torch.no_grad():
-        for kind in selected:
-            for filename, content in kind.make(run, options).items():
-                try:
-                    atomic_write_bytes(folder / filename, _encode(filename, content))
-                except OSError as error:
-                    raise VaelabError(f"cannot write {folder / filename}: {error}") from error
-                written.append(folder / filename)
-    return written
 
 
 def options_from_kwargs(**kwargs: Any) -> PlotOptions:

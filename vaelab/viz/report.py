@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from vaelab.errors import VaelabError
-from vaelab.runs import atomic_write_text, read_train_log
+from vaelab.io import atomic_write_text, read_csv_columns
 
 __all__ = ["build_report", "flatten", "write_report"]
 
@@ -271,8 +271,8 @@ def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
     metrics = _read_json(run_dir / "metrics.json")
     protocol = metrics.get("protocol", {}) if isinstance(metrics.get("protocol"), dict) else {}
     scores = {k: v for k, v in metrics.items() if k != "protocol"}
-    log = read_train_log(run_dir / "train_log.csv")
-    metric_log = read_train_log(run_dir / "metrics_log.csv")
+    log = read_csv_columns(run_dir / "train_log.csv")
+    metric_log = read_csv_columns(run_dir / "metrics_log.csv")
     name = config.get("name") or run_dir.name
     groups, skipped = _pictures(run_dir, log, metric_log)
     parts = [

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vaelab.runs import atomic_write_bytes
+from vaelab.io import atomic_write_bytes
 from vaelab.viz.grid import image_grid, pad_value_for, to_pil
 from vaelab.viz.labels import label_rows, row_centres
 from vaelab.viz.losses import figure_to_png, plot_losses

@@ -1,5 +1,6 @@
 """`TensorBoardImages`: reconstructions and prior samples in TensorBoard every log interval (as
 the UG-VAE seed saves them), and the run's hyper-parameters with its final terms at the end.
+The same pictures go to every logger with an `on_images` hook (W&B, MLflow: `vaelab.loggers`).
 
 Pictures use a fixed set of dataset items and a fixed sample generator, in eval mode under
 no_grad, so they never touch the training's random stream. Only the global-zero process writes.
@@ -13,29 +14,12 @@ import numpy as np
 import torch
 
 from vaelab.callbacks import Callback
-from vaelab.config import to_dict
+from vaelab.config import flat_dict as flat_hparams  # the name TensorBoard knows
 from vaelab.viz.traversals import decode
 
 __all__ = ["TensorBoardImages", "flat_hparams"]
 
 IMAGES = 8
-
-
-def flat_hparams(config: Any) -> dict[str, Any]:
-    """The run config as {dotted key: number | str | bool} (lists become strings)."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, item)
-        elif isinstance(value, (int, float, str, bool)):
-            flat[prefix] = value
-        else:
-            flat[prefix] = str(value)
-
-    walk("", to_dict(config))
-    return flat
 
 
 class TensorBoardImages(Callback):
@@ -46,7 +30,9 @@ class TensorBoardImages(Callback):
 
     def on_log(self, ctx: Any, step: int, row: dict[str, float]) -> None:
         writer = getattr(ctx, "writer", None)
-        if writer is None or not ctx.is_global_zero:
+        # the other loggers (W&B, MLflow) take the same pictures through `on_images`
+        sinks = [c for c in getattr(ctx, "callbacks", ()) if hasattr(c, "on_images")]
+        if (writer is None and not sinks) or not ctx.is_global_zero:
             return
         model = ctx.model
         if self._index is None:
@@ -61,11 +47,20 @@ class TensorBoardImages(Callback):
                 samples = decode(model, model.sample_prior(IMAGES, generator))
         finally:
             model.train(was_training)
+
         def clean(images: torch.Tensor) -> torch.Tensor:  # a diverging model may give NaN
             return torch.nan_to_num(images.cpu(), nan=0.0).clamp(0, 1)
 
-        writer.add_images("images/reconstructions", clean(torch.cat([x.float(), recon])), step)
-        writer.add_images("images/samples", clean(samples), step)
+        images = {"images/reconstructions": clean(torch.cat([x.float(), recon])),
+                  "images/samples": clean(samples)}
+        if writer is not None:
+            for tag, batch in images.items():
+                writer.add_images(tag, batch, step)
+        if sinks:  # (N, C, H, W) in [0, 1] -> uint8 (N, H, W, C)
+            arrays = {tag: batch.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                      for tag, batch in images.items()}
+            for sink in sinks:
+                sink.on_images(ctx, step, arrays)
 
     def on_train_end(self, ctx: Any) -> None:
         writer = getattr(ctx, "writer", None)

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from vaelab.callbacks import Callback
-from vaelab.runs import atomic_write_bytes
+from vaelab.io import atomic_write_bytes
 from vaelab.viz.grid import image_grid, pad_value_for
 from vaelab.viz.labels import caption, label_rows, row_centres
 from vaelab.viz.traversals import model_device, traversal_latents, traversal_values

@@ -1,0 +1,218 @@
+"""Run-level evaluation: a trained run's model on its data, scored into `RUN/metrics.json`, or
+encoded into an `.npz` file (`vaelab eval`, `vaelab encode`, the end of `vaelab train`).
+
+This sits beside the workflow, above the run directory (`vaelab.runs`) and the pure metrics
+(`vaelab.metrics`: functions of codes and factors). The codes are computed once per evaluation
+(a `GroundTruth` cache keyed by item index, encoding in batches on the run's device) and shared
+by all metrics. `metrics.json` holds one float per score plus a "protocol" section (sizes, bins,
+estimators, seed, library versions, wall time per metric); it is written atomically after each
+metric and merged with what is there (`vaelab.runs.merge_metrics`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab.data.base import FactorDataset
+from vaelab.errors import VaelabError
+from vaelab.io import atomic_file
+from vaelab.metrics.evaluate import HELD_OUT, evaluate, resolve_metric_names
+from vaelab.metrics.ground_truth import as_ground_truth, model_encoder
+from vaelab.registry import DATASETS
+from vaelab.runs import Run, load_run, merge_metrics, read_metrics
+
+__all__ = ["encode_run", "evaluate_run", "held_out_split"]
+
+
+def _versions() -> dict[str, str]:
+    import scipy
+    import sklearn
+
+    from vaelab._version import __version__
+
+    return {"vaelab": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__, "torch": torch.__version__}
+
+
+
+
+def evaluate_run(
+    run: Any,
+    metrics: str | Sequence[str] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    options: dict[str, dict[str, Any]] | None = None,
+    batch_size: int = 1024,
+    precision: str = "fp32",
+) -> dict[str, float]:
+    """Scores a run's model on its dataset and merges them into `RUN/metrics.json`.
+
+    Args:
+        run: a `vaelab.runs.Run` or a run directory.
+        metrics: names (a list or "a,b,c"); None or "default" means `DEFAULT_METRICS`, "all"
+            every registered metric. "clusters" asks for the clustering scores of a mixture
+            model (`vaelab.metrics.clusters`), which "default" adds when the model has clusters
+            and the data labels.
+        seed: seeds every metric's generator (and the posterior samples of `mig_chen`).
+        device: where to encode; None: the run's device (for a path: CUDA when available).
+        progress: print one line per metric on stderr.
+        options: per-metric keyword overrides of the protocol sizes.
+        batch_size: images per encoder call.
+        precision: encoding precision, "fp32" (default) or "bf16" (autocast; faster on CPUs
+            with AVX-512 BF16, codes to bf16 precision: see `model_encoder`). Recorded in the
+            protocol section as `encoder_precision`.
+
+    Returns:
+        The new scores {name: float} (also merged into metrics.json).
+
+    Raises:
+        KeyError: an unknown metric name (the message lists the known ones).
+        VaelabError: a supervised metric on a dataset without factors, NaN/inf codes, or an
+            unreadable metrics.json (left untouched).
+        FileNotFoundError: not a run directory.
+    """
+    if not isinstance(run, Run):
+        read_metrics(run)  # a corrupt metrics.json fails before the run is loaded
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        run = load_run(run, device=str(device))
+    elif device is not None and torch.device(device) != run.device:
+        run.model.to(device)
+        run.device = torch.device(device)
+    read_metrics(run.dir)  # fails early on a corrupt file, before any work
+    if run.device.type == "cpu":  # the Python API gets the CLI's allocator setting too
+        from vaelab.perf import tune_allocator
+
+        tune_allocator()
+    dataset = run.dataset()
+    requested = ([m.strip() for m in metrics.split(",") if m.strip()]
+                 if isinstance(metrics, str) else list(metrics or ["default"]))
+    clusters = "clusters" in requested or (
+        "default" in requested and run.model.num_clusters > 0 and dataset.labels is not None)
+    requested = [m for m in requested if m != "clusters"]
+    names = (resolve_metric_names(requested, has_factors=isinstance(dataset, FactorDataset))
+             if requested else [])
+    truth = as_ground_truth(model_encoder(run.model, precision=precision), dataset,
+                            batch_size=batch_size)
+    if progress:
+        print(f"evaluating {run.dir} on {getattr(dataset, 'name', '')} "
+              f"({len(dataset)} items, device {run.device}): {', '.join(names)}", file=sys.stderr)
+
+    def save(name: str, result: dict[str, float], entry: dict[str, Any]) -> None:
+        merge_metrics(run.dir, result, section="metrics", name=name, entry=entry, protocol={
+            "versions": _versions(), "seed": seed, "dataset": getattr(dataset, "name", ""),
+            "device": str(run.device), "encoder_precision": precision,
+            "checkpoint_step": run.step})
+
+    held_out = [m for m in names if m in HELD_OUT]
+    scores, _ = evaluate(truth, [m for m in names if m not in HELD_OUT], seed=seed,
+                         options=options, progress=progress, on_metric=save)
+    if held_out:
+        test, scored_on = held_out_split(run, dataset)
+        test_truth = truth if test is dataset else as_ground_truth(
+            model_encoder(run.model, precision=precision), test, batch_size=batch_size)
+
+        def save_split(name: str, result: dict[str, float], entry: dict[str, Any]) -> None:
+            entry["scored_on"] = scored_on
+            save(name, result, entry)
+
+        if progress:
+            print(f"  (on {scored_on})", file=sys.stderr)
+        more, _ = evaluate(test_truth, held_out, seed=seed, options=options, progress=progress,
+                           on_metric=save_split)
+        scores.update(more)
+    if clusters:
+        result, entry = _cluster_evaluation(run, dataset)
+        save("clusters", result, entry)
+        scores.update(result)
+        if progress:
+            print(f"  {'clusters':<34s} clusters.accuracy = {result['clusters.accuracy']:.4f}"
+                  f"  ({entry['seconds']:.1f} s)", file=sys.stderr)
+    run.metrics = read_metrics(run.dir)
+    return scores
+
+
+def held_out_split(run: Any, train: Any) -> tuple[Any, str]:
+    """The run's test split and a label for it; the run's own data where there is none."""
+    from vaelab.data.base import DataError
+
+    split = run.config.data.config.split
+    if split == "test":
+        return train, "the test split (the run trained on it)"
+    if "test" not in DATASETS.get(run.config.data.name).splits(run.config.data.config):
+        name = getattr(train, "name", "") or "the dataset"
+        return train, f"the {split} split ({name} has no held-out split)"
+    try:
+        test = run.dataset(split="test")
+    except (DataError, FileNotFoundError, ValueError):
+        return train, f"the {split} split (the test split could not be loaded)"
+    return test, "the test split (held out)"
+
+
+def _cluster_evaluation(run: Any, fit: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    """Clustering scores: mapping fitted on the run's data, scored on its test split if any."""
+    from vaelab.metrics.clusters import evaluate_clusters
+
+    start = time.perf_counter()
+    split = run.config.data.config.split
+    # a dataset without a held-out split (`splits`) is named so, not "the test split"
+    test, scored_on = held_out_split(run, fit)
+    result = evaluate_clusters(run.model, test, fit=None if test is fit else fit)
+    entry = {"mapping_fit_on": f"the {split} split", "scored_on": scored_on,
+             "cluster": "argmax of the cluster posterior at the posterior means",
+             "protocol": "vaelab's (the GMVAE seed computes no clustering score)",
+             "seconds": round(time.perf_counter() - start, 4)}
+    return result, entry
+
+
+
+
+def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
+               limit: int = 0, device: str = "cpu", overwrite: bool = False,
+               batch_size: int = 1024) -> Path:
+    """Writes the latents of a run's data (or `split` of it) to `out` (.npz); see
+    `vaelab encode`. Refuses to replace an existing file unless `overwrite`."""
+    from vaelab.distributions import Categorical, DiagonalGaussian
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if limit < 0:
+        raise VaelabError(f"--limit must be >= 0, got {limit}")
+    run = load_run(run_dir, device=device)
+    options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
+    dataset = run.dataset(**options) if options else run.dataset()
+    parts: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            x = dataset.batch(np.arange(start, min(start + batch_size, len(dataset))))
+            posterior = run.model.posterior(x.to(device))
+            parts.setdefault("codes", []).append(run.model.representation(posterior)[0])
+            for name, part in posterior.items():
+                if isinstance(part, DiagonalGaussian):
+                    parts.setdefault(f"{name}_mu", []).append(part.mu)
+                    parts.setdefault(f"{name}_logvar", []).append(part.logvar)
+                elif isinstance(part, Categorical):
+                    parts.setdefault(f"{name}_probs", []).append(part.probs)
+    arrays = {k: torch.cat(v).float().cpu().numpy() for k, v in parts.items()}
+    if dataset.labels is not None:
+        arrays["labels"] = np.asarray(dataset.labels)
+    if getattr(dataset, "factors", None) is not None:
+        arrays["factors"] = np.asarray(dataset.factors)
+        arrays["factor_names"] = np.asarray(dataset.factor_names)
+    with atomic_file(out) as handle:
+        np.savez(handle, **arrays)
+    return out
+
+
