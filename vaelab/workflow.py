@@ -133,8 +133,6 @@ def train(
             run_config = build_run_config(preset, overrides, config, name, variation)
         run_dir = _run_directory(Path(out), run_config.name)
     _check_metrics_every(run_config)
-    if verbose and (hint := bf16_hint(run_config.train.precision, run_config.train.accelerator)):
-        print(hint, file=sys.stderr)
     # The config is made whole before training (the model's sizes from the data, the
     # objective's from the model): config.json is what trains, and its checks are plain checks.
     dataset = load_dataset_component(run_config.data)
@@ -142,6 +140,8 @@ def train(
     train_config = run_config.train
     world = max(1, train_config.devices) * train_config.num_nodes
     warnings = schedule_warnings(run_config, total_steps(run_config, len(dataset), world))
+    if hint := bf16_hint(train_config.precision, train_config.accelerator):
+        warnings.append(hint)
     if verbose and warnings:  # printed once the run directory is claimed (errors come first)
         callbacks = [*callbacks, _PrintAtStart(warnings)]
     run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks,
