@@ -64,7 +64,7 @@ def _first_model(objective: str) -> str:
 
 
 def _config(objective: str, precision: str, steps: int = 6) -> dict:
-    from tests.test_contract import _tiny_data
+    from tests.registry_cases import tiny_data as _tiny_data
 
     model = _first_model(objective)
     return {"name": objective, "seed": 5, "model": {"name": model},
