@@ -28,7 +28,8 @@ OBJ = ["tests/objectives/test_factor.py", "tests/objectives/test_tc.py",
 MET = ["tests/metrics/test_known_answers.py", "tests/metrics/test_info.py",
        "tests/metrics/test_mig_chen.py", "tests/metrics/test_metrics.py"]
 DIST = ["tests/test_distributions.py", "tests/objectives/test_terms.py"]
-GM = ["tests/objectives/test_gmvae.py", "tests/metrics/test_clusters.py"]
+GM = ["tests/objectives/test_gmvae.py", "tests/models/test_gmvae_model.py",
+      "tests/metrics/test_clusters.py"]
 CONTRACT_LOSS = ["tests/test_contract.py::test_loss_gives_every_parameter_a_finite_gradient"]
 MODEL_CONTRACT = ["tests/models/test_model_contract.py"]
 
