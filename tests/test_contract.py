@@ -118,17 +118,33 @@ class _Initial(Callback):
                        if p.requires_grad}
 
 
+@pytest.fixture(scope="module")
+def straight_runs(tmp_path_factory):
+    """Three-step runs of each pair, made once per test process: the resume test checks them
+    and the picture test draws from them (one `fit` less per picture row)."""
+    runs = {}
+
+    def get(model_name: str, objective_name: str):
+        if (model_name, objective_name) not in runs:
+            initial = _Initial()
+            out = tmp_path_factory.mktemp(f"{model_name}-{objective_name}")
+            run = fit(run_config_from_dict(_config(model_name, objective_name, 3)),
+                      out / "a", callbacks=[initial])
+            runs[model_name, objective_name] = out / "a", run, initial.params
+        return runs[model_name, objective_name]
+
+    return get
+
+
 @pytest.mark.parametrize(("model_name", "objective_name"), PAIRS)
-def test_three_fit_steps_train_every_parameter_and_resume_exactly(tmp_path, model_name,
-                                                                   objective_name):
-    initial = _Initial()
-    straight = fit(run_config_from_dict(_config(model_name, objective_name, 3)), tmp_path / "a",
-                   callbacks=[initial])
+def test_three_fit_steps_train_every_parameter_and_resume_exactly(tmp_path, straight_runs,
+                                                                   model_name, objective_name):
+    _, straight, initial_params = straight_runs(model_name, objective_name)
     assert straight.step == 3 and len(straight.log["loss"]) == 3
     assert type(straight.model) is MODELS.get(model_name) and not straight.model.training
     trained = dict(straight.model.named_parameters())
-    assert initial.params.keys() == trained.keys()
-    for name, before in initial.params.items():
+    assert initial_params.keys() == trained.keys()
+    for name, before in initial_params.items():
         assert not torch.equal(before, trained[name]), f"parameter {name} never moved"
 
     class CtrlC(Callback):
@@ -152,10 +168,11 @@ PICTURE_PAIRS = [pytest.param(m, o, marks=() if FIRST[m] == o else pytest.mark.s
 
 
 @pytest.mark.parametrize(("model_name", "objective_name"), PICTURE_PAIRS)
-def test_every_applicable_plot_and_the_default_metrics(tmp_path, model_name, objective_name):
-    run = fit(run_config_from_dict(_config(model_name, objective_name, 3)), tmp_path / "a")
+def test_every_applicable_plot_and_the_default_metrics(straight_runs, model_name,
+                                                       objective_name):
+    run_dir, run, _ = straight_runs(model_name, objective_name)
     options = PlotOptions(points=20, frames=2, cols=3, rows=2)
-    written = {p.name for p in make_plots(tmp_path / "a", ["all"], options)}
+    written = {p.name for p in make_plots(run_dir, ["all"], options)}
     expected = {"samples.png", "reconstruct.png", "prior_traversals.png", "losses.png",
                 "mean_activations.png", "latent_projection.png", "posterior_traversals.gif",
                 "data_samples.png", "reconstruct_traverse.png"}
@@ -175,7 +192,7 @@ def test_every_applicable_plot_and_the_default_metrics(tmp_path, model_name, obj
 def test_every_preset_builds_and_takes_one_step(tmp_path, preset):
     overrides = ["train.steps=1", "train.log_every=1", "train.checkpoint_every=0",
                  "train.metrics=", "train.progress=false", "train.gif_every=0",
-                 "train.batch_size=4", "train.valid_every=0", "train.early_stopping=0",
+                 "train.batch_size=2", "train.valid_every=0", "train.early_stopping=0",
                  "train.keep_best=false"]  # stand-ins have no validation split
     config = build_run_config(preset, overrides)
     dataset = DATASETS.get(config.data.name).stand_in(config.data.config, n=4, seed=0)
