@@ -14,6 +14,7 @@ from vaelab.data.base import Batch
 from vaelab.factory import (
     build_model,
     build_objective,
+    compatible_models,
     compatible_objectives,
     resolve_model_component,
     resolve_objective_component,
@@ -25,6 +26,25 @@ from vaelab.registry import MODELS, OBJECTIVES
 
 #: every (model, objective) pair the registries allow
 PAIRS = [(m, o) for m in MODELS.names() for o in compatible_objectives(m)]
+
+
+def _covering_pairs() -> list[tuple[str, str]]:
+    """A few pairs that hold every model and every objective: objective i (by name) with the
+    (i mod n)-th of the n models it can train, so the objectives spread over the models; then
+    each model still missing with its first objective."""
+    pairs = []
+    for i, objective in enumerate(OBJECTIVES.names()):
+        models = compatible_models(objective)
+        if models:
+            pairs.append((models[i % len(models)], objective))
+    covered = {m for m, _ in pairs}
+    pairs += [(m, compatible_objectives(m)[0]) for m in MODELS.names()
+              if m not in covered and compatible_objectives(m)]
+    return sorted(pairs)
+
+
+#: the pairs that expensive tests (several `fit`s each) run by default; the others run marked slow
+COVERING = _covering_pairs()
 
 
 def first_model(objective: str) -> str:
