@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.registry_cases import first_model, tiny_data
 from vaelab import precision as precision_module
 from vaelab.engine import Callback, evaluate_terms, fit, run_precision
-from vaelab.factory import compatible_objectives, run_config_from_dict
+from vaelab.factory import run_config_from_dict
 from vaelab.models.vae import VAEOutput
 from vaelab.precision import autocast_model, resolve_precision, to_fp32
-from vaelab.registry import MODELS, OBJECTIVES
+from vaelab.registry import OBJECTIVES
 
 #: bf16 keeps 8 mantissa bits (relative rounding 2^-9 = 0.2 %); over the few steps of these runs
 #: every logged loss stayed within 1 % of the fp32 run's (measured: at most 0.23 %, GMVAE).
@@ -59,16 +60,10 @@ def test_to_fp32_converts_16_bit_tensors_of_any_output():
     assert to_fp32({"a": torch.zeros(1, dtype=torch.int64)})["a"].dtype == torch.int64
 
 
-def _first_model(objective: str) -> str:
-    return next(m for m in MODELS.names() if objective in compatible_objectives(m))
-
-
 def _config(objective: str, precision: str, steps: int = 6) -> dict:
-    from tests.test_contract import _tiny_data
-
-    model = _first_model(objective)
+    model = first_model(objective)
     return {"name": objective, "seed": 5, "model": {"name": model},
-            "objective": {"name": objective}, "data": _tiny_data(model),
+            "objective": {"name": objective}, "data": tiny_data(model),
             "train": {"steps": steps, "batch_size": 8, "log_every": 1, "checkpoint_every": 0,
                       "metrics": [], "progress": False, "tb_images": False,
                       "accelerator": "cpu", "precision": precision}}
@@ -97,12 +92,12 @@ def test_a_bf16_run_tracks_fp32_and_its_objective_sees_fp32(tmp_path, objective)
     runs = {}
     for precision in ("32-true", "bf16-mixed"):
         spy = _Dtypes()
-        runs[precision] = fit(run_config_from_dict(_config(objective, precision)),
+        runs[precision] = fit(run_config_from_dict(_config(objective, precision, steps=3)),
                               tmp_path / precision, callbacks=[spy])
         assert spy.seen == {torch.float32}, (precision, spy.seen)  # terms computed in fp32
     fp32, bf16 = runs["32-true"].log, runs["bf16-mixed"].log
     assert runs["bf16-mixed"].summary["precision"] == "bf16-mixed"
-    assert len(fp32["loss"]) == 6
+    assert len(fp32["loss"]) == 3
     np.testing.assert_allclose(bf16["loss"], fp32["loss"], rtol=TOLERANCE, err_msg=objective)
     # the runs differ at all: bf16 really ran
     assert not np.array_equal(bf16["loss"], fp32["loss"])
