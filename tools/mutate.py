@@ -214,6 +214,15 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("fastconv: auto also replaces fp32 kernels", "vaelab/models/fastconv.py",
      "        if mode == \"auto\" and not torch.is_autocast_enabled(\"cpu\"):",
      "        if False:", ["tests/models/test_fastconv.py"]),
+    # -- run directories (issue 36): claims, clean-up of only this process's files
+    ("rundir: a shared lock lets two processes claim one run", "vaelab/rundir.py",
+     "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+     "fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)", ["tests/test_rundir.py"]),
+    ("rundir: a failed start removes files it did not write", "vaelab/rundir.py",
+     "_files(root) - claim.before - {LOCK_NAME}", "_files(root) - {LOCK_NAME}",
+     ["tests/test_rundir.py"]),
+    ("rundir: a trained run is reused by a new one", "vaelab/rundir.py",
+     "    if has_checkpoint(run_dir):\n", "    if False:\n", ["tests/test_rundir.py"]),
 ]
 
 

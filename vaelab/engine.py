@@ -200,21 +200,11 @@ def run_precision(train: Any) -> str:
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuses to reuse a directory that holds a run unless resuming; never deletes anything."""
-    if resume:
-        if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"cannot resume {run_dir}: it has no config.json")
-        return
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise FileExistsError(
-            f"{run_dir} already exists and is not empty; nothing was changed. Continue it with "
-            f"`vaelab train --resume {run_dir}`, or choose a new name with --name (or --out DIR)"
-        )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a file on the path, no permission, a read-only disk
-        raise VaelabError(f"cannot create the run directory {run_dir}: {error.strerror or error}"
-                          "; choose another --out") from None
+    """Claims the run directory for this process (`vaelab.rundir.claim_run_dir`): refuses one in
+    use or holding another run unless resuming; never deletes anything already written."""
+    from vaelab.rundir import claim_run_dir
+
+    claim_run_dir(run_dir, resume)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -598,7 +588,8 @@ def _finish_interval(t: _Training, step: int, elapsed: float) -> dict[str, float
         first = step - state["count"] + 1
         saved = checkpoint_path(t.run_dir)
         kept = (f"The last good checkpoint is {saved} (step {load_checkpoint(saved)['step']})"
-                if saved.is_file() else "No checkpoint had been written yet")
+                if saved.is_file() else "No checkpoint had been written yet (`vaelab "
+                f"train --resume {t.run_dir} --set train.lr=SMALLER` trains it again from step 0)")
         raise TrainingDiverged(
             f"loss term {bad[0]!r} became {values[keys.index(bad[0])].item()} between steps "
             f"{first} and {step} (terms not finite: {', '.join(bad)}); training stopped. {kept}. "
@@ -664,16 +655,14 @@ def fit(
         TrainingDiverged: a term became NaN/inf (the last good checkpoint stays).
     """
     run_dir = Path(run_dir)
-    fresh = not resume and not (run_dir.is_dir() and any(run_dir.iterdir()))
     try:
         t = _setup(config, run_dir, resume, dataset, callbacks)
     except BaseException:
-        # A start that fails before training (bad data, model or device) leaves no half-made
-        # run behind: everything in a directory that was absent or empty was written just now.
-        if fresh and run_dir.is_dir() and not list(run_dir.glob("checkpoints/*.ckpt")):
-            import shutil
+        # A start that fails before training (bad data, model or device) removes what this
+        # process wrote since it claimed the folder, and nothing else (vaelab.rundir).
+        from vaelab.rundir import clean_failed_start
 
-            shutil.rmtree(run_dir, ignore_errors=True)
+        clean_failed_start(run_dir)
         raise
     progress = _loop(t)
     return _finish(t, progress)

@@ -130,7 +130,10 @@ def train(
         run_dir = _run_directory(Path(out), run_config.name)
     _check_metrics_every(run_config)
     callbacks = [*callbacks, ScheduleWarning()] if verbose else list(callbacks)
-    run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks)
+    from vaelab.rundir import release_run_dir, resume_point
+
+    start = resume_point(run_dir) if resume is not None else None
+    run = fit(run_config, run_dir, resume=start is not None, callbacks=callbacks)
     if run.global_rank != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
     summary = run.summary
@@ -154,6 +157,7 @@ def train(
             run.metrics = scores
     if verbose:
         _print_summary(run_dir, summary, scores)
+    release_run_dir(run_dir)
     return run
 
 

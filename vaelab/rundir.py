@@ -1,0 +1,298 @@
+"""Claiming a run directory: one process per run, clean-up of only what this process made.
+
+`vaelab train --name X` and `vaelab train --resume X` first *claim* `X`:
+
+* the folder is created with `os.mkdir` (exclusive: of two processes creating it, one wins),
+  and whoever creates it or finds it takes an advisory lock (`fcntl.flock`, non-blocking) on
+  `X/.vaelab.lock`, held for the rest of the process's work on the run; a second process that
+  finds the lock held is refused before it touches anything ("in use by process N");
+* the files present at that moment are recorded, so a start that fails before training removes
+  only the files this process wrote (and the folder, if this process made it and it is empty);
+* a folder that holds a run with a checkpoint is refused for a new run (continue it with
+  `--resume`); a folder left by a run that never saved a checkpoint (it crashed, diverged at once
+  or was killed early) holds nothing to resume, so a new run (or `--resume`, which then starts
+  from step 0 with the stored config) starts over there, replacing those leftovers (config.json,
+  logs, TensorBoard events); a folder with any other file is refused.
+
+The lock is per process and re-entrant: the engine (`vaelab.engine.fit`) claims the folder and
+keeps it after training, so the workflow that called it (pictures, metrics) still holds it until
+`release_run_dir`; a later claim of the same folder by this process reuses the lock and checks
+the folder again. It is released by the kernel
+when the process ends, however it ends (`kill -9` included), so a stale lock never blocks.
+Locks are advisory and local: network file systems without `flock` get no protection.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vaelab.errors import VaelabError
+
+__all__ = [
+    "LOCK_NAME",
+    "RunClaim",
+    "RunDirBusy",
+    "claim_run_dir",
+    "clean_failed_start",
+    "release_run_dir",
+    "remove_stale_temporaries",
+]
+
+LOCK_NAME = ".vaelab.lock"
+# What a run that never saved a checkpoint can leave behind (a new run there starts over).
+LEFTOVERS = {"config.json", "train_log.csv", "valid_log.csv", "metrics_log.csv", "tb",
+             "checkpoints", LOCK_NAME}
+
+
+class RunDirBusy(VaelabError):
+    """Another process holds the run directory's lock."""
+
+
+@dataclass
+class RunClaim:
+    """This process's hold on a run directory (see the module docstring)."""
+
+    path: Path
+    created: bool  # this process made the folder
+    before: set[str] = field(default_factory=set)  # relative paths present when claimed
+    fd: int | None = None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+_CLAIMS: dict[Path, RunClaim] = {}
+
+
+def _key(path: Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _files(root: Path) -> set[str]:
+    """Every file and folder under `root`, as paths relative to it."""
+    found: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        for name in (*dirnames, *filenames):
+            found.add(str(rel / name) if str(rel) != "." else name)
+    return found
+
+
+def _lock_owner(lock: Path) -> str:
+    try:
+        pid = lock.read_text().strip()
+    except OSError:
+        return "another process"
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+def _take_lock(run_dir: Path) -> int:
+    """An open descriptor of `run_dir/.vaelab.lock` holding its exclusive flock."""
+    import fcntl
+
+    lock = run_dir / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise RunDirBusy(
+                f"{run_dir} is in use by {_lock_owner(lock)} (it holds {lock}); nothing was "
+                f"changed. Wait for that run to finish, then continue it with `vaelab train "
+                f"--resume {run_dir}`, or choose a new name with --name"
+            ) from None
+        raise
+    pid = f"{os.getpid()}\n".encode()
+    if os.pread(fd, 64, 0) != pid:  # the holder's pid, for the message of whoever is refused
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, pid, 0)
+    return fd
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether `run_dir/checkpoints` holds a checkpoint (last, periodic or best)."""
+    return any((Path(run_dir) / "checkpoints").glob("*.ckpt"))
+
+
+def claim_run_dir(run_dir: str | os.PathLike, resume: bool) -> RunClaim:
+    """Claims `run_dir` for this process (see the module docstring).
+
+    Args:
+        run_dir: the run directory.
+        resume: continue the run there (it must hold config.json); else start a new run there.
+
+    Raises:
+        RunDirBusy: another process holds the folder.
+        FileExistsError: a new run, and the folder holds a run with a checkpoint or other files.
+        FileNotFoundError: resuming a folder that is not a run.
+        VaelabError: the folder cannot be created.
+    """
+    run_dir = Path(run_dir)
+    key = _key(run_dir)
+    if resume and not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"cannot resume {run_dir}: it has no config.json (it is not a "
+                                "vaelab run directory; start a run with `vaelab train`)")
+    claim = _CLAIMS.get(key)
+    if claim is None or claim.fd is None:  # else this process holds it already (re-entrant)
+        claim = _new_claim(run_dir, resume)
+    try:
+        if not resume and not claim.created:
+            _check_reusable(run_dir)
+        remove_stale_temporaries(run_dir)
+    except BaseException:
+        _CLAIMS.pop(key, None)
+        claim.release()
+        raise
+    claim.before = _files(run_dir)
+    _CLAIMS[key] = claim
+    return claim
+
+
+def _new_claim(run_dir: Path, resume: bool) -> RunClaim:
+    """Creates the folder (new runs) and takes its lock."""
+    for _ in range(20):  # a racing clean-up can remove the folder between mkdir and the lock
+        created = False
+        if not resume:
+            try:
+                run_dir.parent.mkdir(parents=True, exist_ok=True)
+                os.mkdir(run_dir)  # exclusive: of two racing processes exactly one creates it
+                created = True
+            except FileExistsError:
+                if not run_dir.is_dir():
+                    raise VaelabError(f"cannot create the run directory {run_dir}: a file of "
+                                      "that name exists; choose another --name or --out") from None
+            except OSError as error:  # no permission, a read-only disk
+                raise VaelabError(f"cannot create the run directory {run_dir}: "
+                                  f"{error.strerror or error}; choose another --out") from None
+        try:
+            return RunClaim(path=run_dir, created=created, fd=_take_lock(run_dir))
+        except FileNotFoundError:
+            continue
+        except PermissionError as error:
+            raise VaelabError(f"cannot write in the run directory {run_dir}: "
+                              f"{error.strerror or error}; make it writable or choose another "
+                              "--out") from None
+    raise VaelabError(f"could not claim {run_dir}: other processes keep creating and removing "
+                      "it; try again")
+
+
+def _check_reusable(run_dir: Path) -> None:
+    """A new run in an existing folder: empty, or the leftovers of a run without a checkpoint
+    (removed here: the new run starts over); anything else is refused, nothing changed."""
+    entries = {p.name for p in run_dir.iterdir()} - {LOCK_NAME}
+    entries = {e for e in entries if not _is_temporary(e)}
+    if not entries:
+        return
+    if has_checkpoint(run_dir):
+        raise FileExistsError(
+            f"{run_dir} already exists and holds a trained run; nothing was changed. Continue "
+            f"it with `vaelab train --resume {run_dir}`, or choose a new name with --name "
+            "(or --out DIR)"
+        )
+    others = sorted(entries - LEFTOVERS)
+    if others:
+        raise FileExistsError(
+            f"{run_dir} already exists and is not empty ({others[0]} is not part of a vaelab "
+            "run); nothing was changed. Choose a new name with --name (or --out DIR)"
+        )
+    print(f"note: {run_dir} holds a run that never saved a checkpoint; starting it over",
+          file=sys.stderr)
+    for name in sorted(entries - {"config.json"}):  # config.json: rewritten once set up
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Removes the `.NAME.XXXX.tmp` files an interrupted atomic write left in the run folder
+    and its `checkpoints/` (called with the folder's lock held: no write of this run is under
+    way, so every such file is stale)."""
+    run_dir = Path(run_dir)
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if _is_temporary(path.name) and path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def clean_failed_start(run_dir: str | os.PathLike) -> None:
+    """After a start that failed before training: removes what this process wrote in the run
+    folder since it claimed it (and the folder, if this process made it), then releases it.
+    Files that were there before the claim are never touched."""
+    key = _key(Path(run_dir))
+    claim = _CLAIMS.get(key)
+    if claim is None or claim.fd is None:
+        return
+    root = claim.path
+    if root.is_dir():
+        for rel in sorted(_files(root) - claim.before - {LOCK_NAME}, key=len, reverse=True):
+            path = root / rel
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    if claim.created and root.is_dir() and set(os.listdir(root)) <= {LOCK_NAME}:
+        (root / LOCK_NAME).unlink(missing_ok=True)
+        try:
+            root.rmdir()
+        except OSError:
+            pass  # another process put a file there meanwhile: it stays
+    _CLAIMS.pop(key, None)
+    claim.release()
+
+
+def release_run_dir(run_dir: str | os.PathLike) -> None:
+    """Ends this process's claim of `run_dir` (the lock file stays; it is harmless)."""
+    key = _key(Path(run_dir))
+    claim = _CLAIMS.get(key)
+    if claim is None:
+        return
+    _CLAIMS.pop(key, None)
+    claim.release()
+
+
+def resume_point(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None
+                 ) -> Path | None:
+    """The checkpoint `vaelab train --resume RUN [--checkpoint FILE]` continues from, or None
+    when the run never saved one (it then starts over from step 0 with its stored config, and
+    a note says so).
+
+    Raises:
+        FileNotFoundError: `checkpoint` was given and is not a file.
+    """
+    from vaelab.runs import checkpoint_path
+
+    if checkpoint is not None:
+        chosen = Path(checkpoint)
+        if not chosen.is_file():
+            raise FileNotFoundError(f"no checkpoint at {chosen}; the run's checkpoints are in "
+                                    f"{Path(run_dir) / 'checkpoints'} (`ls` it)")
+        return chosen
+    last = checkpoint_path(run_dir)
+    if last.is_file():
+        return last
+    if has_checkpoint(Path(run_dir)):
+        raise FileNotFoundError(
+            f"{last} is missing but the run has other checkpoints; choose one with "
+            f"`vaelab train --resume {run_dir} --checkpoint FILE` (in {last.parent})")
+    print(f"note: {run_dir} has no checkpoint (its run stopped before saving one); training it "
+          "from step 0 with its stored config", file=sys.stderr)
+    return None
