@@ -95,7 +95,9 @@ def metric_protocol(name: str, options: dict[str, Any] | None = None) -> dict[st
         raise ValueError(
             f"metric {name!r} has no option {unknown[0]!r}; its options: {', '.join(protocol)}"
         )
-    protocol.update(options or {})
+    from vaelab.metrics.options import check_metric_option
+
+    protocol.update({k: check_metric_option(name, func, k, v) for k, v in (options or {}).items()})
     return protocol
 
 

@@ -128,14 +128,14 @@ def import_disvae(source: str | Path, out: str | Path = "results", name: str | N
             raise FileNotFoundError(
                 f"{source} is not a disentangling-vae result folder: {required} is missing"
             )
-    specs = json.loads((source / "specs.json").read_text())
+    specs = _read_specs(source / "specs.json")
     name = name or f"disvae_{source.name}"
     run_dir = Path(out) / name
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists; nothing was changed. Pick --name")
     config = run_config_from_dict(disvae_run_config(specs, name))
     model = build_model(config.model)
-    state = torch.load(source / "model.pt", map_location="cpu", weights_only=True)
+    state = _load_weights(source / "model.pt")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -154,3 +154,32 @@ def import_disvae(source: str | Path, out: str | Path = "results", name: str | N
         "seed_settings": specs,
     })
     return run_dir
+
+
+def _read_specs(path: Path) -> dict:
+    """specs.json of a disentangling-vae folder; a corrupt one is a clear error."""
+    try:
+        specs = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise VaelabError(f"{path} is not valid JSON ({error}); copy specs.json again from the "
+                          "disentangling-vae result folder") from None
+    if not isinstance(specs, dict):
+        raise VaelabError(f"{path} should hold a JSON object of the seed's settings")
+    return specs
+
+
+def _load_weights(path: Path) -> dict:
+    """The state dict in a disentangling-vae `model.pt`, read with `weights_only=True` (a foreign
+    file is never unpickled). A truncated or corrupt file is a clear error; PyTorch's own
+    message is not shown, since it advises loading with weights_only=False, which would run
+    whatever code the file holds."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise VaelabError(
+            f"cannot read {path}: it is not a PyTorch weights file (truncated or corrupt?). Copy "
+            "model.pt again from the disentangling-vae result folder"
+        ) from None
+    if not isinstance(state, dict):
+        raise VaelabError(f"{path} holds a {type(state).__name__}, not a model's state dict")
+    return state
