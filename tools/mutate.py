@@ -223,6 +223,12 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      ["tests/test_rundir.py"]),
     ("rundir: a trained run is reused by a new one", "vaelab/rundir.py",
      "    if has_checkpoint(run_dir):\n", "    if False:\n", ["tests/test_rundir.py"]),
+    ("outputs: eval computes before checking its output", "vaelab/metrics/evaluate.py",
+     "    check_writable(path, f\"make {run.dir}", "    (path, f\"make {run.dir}",
+     ["tests/test_outputs_first.py"]),
+    ("outputs: encode loads before checking its output", "vaelab/runs.py",
+     "    check_writable(out, \"choose another --out\")", "    pass",
+     ["tests/test_outputs_first.py"]),
 ]
 
 

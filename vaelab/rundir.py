@@ -144,6 +144,10 @@ def claim_run_dir(run_dir: str | os.PathLike, resume: bool) -> RunClaim:
     if claim is None or claim.fd is None:  # else this process holds it already (re-entrant)
         claim = _new_claim(run_dir, resume)
     try:
+        for folder in (run_dir, run_dir / "checkpoints"):
+            if folder.is_dir():
+                check_writable(folder / "probe", "make it writable, or choose another --out "
+                               "(or copy the run, cp -r, to a writable folder and resume the copy)")
         if not resume and not claim.created:
             _check_reusable(run_dir)
         remove_stale_temporaries(run_dir)
@@ -296,3 +300,34 @@ def resume_point(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
     print(f"note: {run_dir} has no checkpoint (its run stopped before saving one); training it "
           "from step 0 with its stored config", file=sys.stderr)
     return None
+
+
+def check_writable(path: str | os.PathLike, remedy: str, what: str = "") -> None:
+    """Checks, before any work, that the file `path` can be written (atomically, beside itself):
+    a probe file is created and removed in its folder, or in the nearest existing folder above
+    it (which the write would create the rest under). `remedy` ends the message, e.g. "choose
+    another --out"; `what` is put before the path ("the report to ").
+
+    A probe, not `os.access`: it also catches read-only mounts and full quota, and is right
+    for root, whom permission bits do not stop.
+
+    Raises:
+        VaelabError: naming the folder, the OS's reason and `remedy`.
+    """
+    import tempfile
+
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise VaelabError(f"cannot write {what}{path}: {folder} is a file, not a folder; "
+                          f"nothing was computed. {remedy[:1].upper()}{remedy[1:]}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".vaelab-probe.", suffix=".tmp")
+    except OSError as error:
+        raise VaelabError(f"cannot write {what}{path}: {folder} is not writable "
+                          f"({error.strerror or error}); nothing was computed. "
+                          f"{remedy[:1].upper()}{remedy[1:]}") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -228,6 +228,9 @@ def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | 
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     if limit < 0:
         raise VaelabError(f"--limit must be >= 0, got {limit}")
+    from vaelab.rundir import check_writable
+
+    check_writable(out, "choose another --out")
     run = load_run(run_dir, device=device)
     options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
     dataset = run.dataset(**options) if options else run.dataset()

@@ -237,6 +237,10 @@ def evaluate_run(
         run.device = torch.device(device)
     path = Path(run.dir) / "metrics.json"
     _read_metrics(path)  # fails early on a corrupt file, before any work
+    from vaelab.rundir import check_writable
+
+    check_writable(path, f"make {run.dir} writable, or copy the run (cp -r) to a writable folder "
+                   "and evaluate the copy")
     if run.device.type == "cpu":  # the Python API gets the CLI's allocator setting too
         from vaelab.perf import tune_allocator
 

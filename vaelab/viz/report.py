@@ -436,6 +436,9 @@ def write_page(out: Path, build: Any, overwrite: bool) -> Path:
     file unless `overwrite` (checked before building, so nothing is computed for nothing)."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    from vaelab.rundir import check_writable
+
+    check_writable(out, "choose another --out", what="the report to ")
     page = build()
     try:
         atomic_write_text(out, page)
