@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
 
 from vaelab.cli import main
 from vaelab.rundir import LOCK_NAME, claim_run_dir, clean_failed_start, release_run_dir
@@ -78,10 +77,10 @@ def test_processes_racing_for_one_name_exactly_one_wins_each_time(tmp_path):
     assert any("is in use by process" in line or "already exists" in line for line in lines)
 
 
-def _train_args(tmp_path: Path, name: str = "x") -> list[str]:
+def _train_args(tmp_path: Path, tiny, name: str = "x") -> list[str]:
     config = tmp_path / "tiny.json"
     if not config.is_file():
-        config.write_text(json.dumps(tiny_config(steps=8)))
+        config.write_text(json.dumps(tiny(steps=8)))
     return [sys.executable, "-m", "vaelab.cli", "train", "--config", str(config), "--name", name,
             "--out", str(tmp_path / "runs"), "--no-eval"]
 
@@ -93,11 +92,11 @@ def _assert_complete(run: Path) -> None:
     assert len((run / "train_log.csv").read_text().splitlines()) == 3  # header + steps 4, 8
 
 
-def _race_two_trains(tmp_path: Path, name: str, delay: float | None) -> None:
+def _race_two_trains(tmp_path: Path, tiny, name: str, delay: float | None) -> None:
     """A first `vaelab train --name NAME`, then a second one: after `delay` s, or (None) as soon
     as the first has claimed the folder and before its config.json exists."""
     run = tmp_path / "runs" / name
-    first = subprocess.Popen(_train_args(tmp_path, name), stdout=subprocess.PIPE,
+    first = subprocess.Popen(_train_args(tmp_path, tiny, name), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=ENV)
     if delay is None:
         while not (run / LOCK_NAME).exists() and first.poll() is None:
@@ -105,7 +104,7 @@ def _race_two_trains(tmp_path: Path, name: str, delay: float | None) -> None:
         assert not (run / "config.json").exists()  # the window of the issue's report
     else:
         time.sleep(delay)
-    second = subprocess.run(_train_args(tmp_path, name), capture_output=True, text=True,
+    second = subprocess.run(_train_args(tmp_path, tiny, name), capture_output=True, text=True,
                             env=ENV, timeout=300)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0 or second.returncode == 0, (err[-2000:], second.stderr[-2000:])
@@ -118,14 +117,14 @@ def _race_two_trains(tmp_path: Path, name: str, delay: float | None) -> None:
     _assert_complete(run)
 
 
-def test_second_train_of_the_same_name_leaves_the_first_intact(tmp_path):
+def test_second_train_of_the_same_name_leaves_the_first_intact(tmp_path, tiny):
     """The issue's report, with real processes: the second starts while the first is setting
     up (folder claimed, no config.json yet); it is refused and the first finishes whole."""
-    _race_two_trains(tmp_path, "x", None)
+    _race_two_trains(tmp_path, tiny, "x", None)
 
 
-def test_a_trained_run_is_refused_with_a_command_that_works(tmp_path, capsys):
-    args = _train_args(tmp_path, "x")[3:]
+def test_a_trained_run_is_refused_with_a_command_that_works(tmp_path, capsys, tiny):
+    args = _train_args(tmp_path, tiny, "x")[3:]
     assert main(args) == 0
     assert main(args) == 2  # after the first finished: refused, nothing lost
     err = capsys.readouterr().err
@@ -137,10 +136,10 @@ def test_a_trained_run_is_refused_with_a_command_that_works(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_many_races_for_one_name(tmp_path):
+def test_many_races_for_one_name(tmp_path, tiny):
     rng = random.Random(0)
     for i in range(10):
-        _race_two_trains(tmp_path, f"r{i}", rng.uniform(0.0, 4.0))
+        _race_two_trains(tmp_path, tiny, f"r{i}", rng.uniform(0.0, 4.0))
 
 
 def test_a_claimed_folder_is_refused_to_another_process(tmp_path):
@@ -219,15 +218,15 @@ def test_stale_temporaries_go_when_the_run_next_starts(tmp_path):
     assert not any(p.exists() for p in stale) and kept.read_bytes() == b"whole"
 
 
-def test_failed_start_leaves_no_dead_end(tmp_path, capsys):
+def test_failed_start_leaves_no_dead_end(tmp_path, capsys, tiny):
     """A run killed before its first checkpoint: `train` starts over there, `--resume` trains
     it from step 0, and `eval` names a command that works."""
     out = tmp_path / "runs"
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(tiny_config(steps=4)))
+    config.write_text(json.dumps(tiny(steps=4)))
     run = out / "x"
     (run / "tb").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({**tiny_config(steps=4), "name": "x"}))
+    (run / "config.json").write_text(json.dumps({**tiny(steps=4), "name": "x"}))
     (run / "train_log.csv").write_text("step,loss\n4,1.0\n")
     assert main(["eval", str(run)]) == 2
     err = capsys.readouterr().err
@@ -245,7 +244,8 @@ def test_failed_start_leaves_no_dead_end(tmp_path, capsys):
     assert (other / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_a_run_that_diverges_before_its_first_checkpoint_names_a_command_that_works(tmp_path):
+def test_a_run_that_diverges_before_its_first_checkpoint_names_a_command_that_works(tmp_path,
+                                                                                   tiny):
     import torch
 
     from vaelab.callbacks import Callback
@@ -258,7 +258,7 @@ def test_a_run_that_diverges_before_its_first_checkpoint_names_a_command_that_wo
                 for p in ctx.model.parameters():
                     p.fill_(float("nan"))
 
-    config = build_run_config(None, [], config=tiny_config(steps=4), name="d")
+    config = build_run_config(None, [], config=tiny(steps=4), name="d")
     with pytest.raises(TrainingDiverged) as caught:
         train(config=config, out=tmp_path, callbacks=[Poison()], verbose=False, evaluate=False)
     command = str(caught.value).split("`")[1]

@@ -359,7 +359,7 @@ def _build(config: RunConfig, dataset: Any) -> tuple[RunConfig, nn.Module, nn.Mo
 
 
 def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
-           callbacks: Sequence[Callback]) -> _Training:
+           callbacks: Sequence[Callback], checkpoint: str | Path | None = None) -> _Training:
     from vaelab.data.loading import load_dataset_component
     from vaelab.perf import tune_allocator
 
@@ -417,7 +417,8 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
         state={"step": 0, "sums": {}, "count": 0, "stopped_early": False},
     )
     if resume:
-        _restore(t, load_checkpoint(checkpoint_path(run_dir), map_location=fabric.device))
+        _restore(t, load_checkpoint(checkpoint or checkpoint_path(run_dir),
+                                    map_location=fabric.device))
     if validation is not None:
         validation.log = _TrainLog(run_dir / "valid_log.csv", t.state["step"] if resume else None)
     if fabric.is_global_zero:
@@ -636,6 +637,7 @@ def fit(
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
     dataset: Any = None,
+    checkpoint: str | Path | None = None,
 ) -> Run:
     """Trains `config` into `run_dir` and returns the trained run, in memory.
 
@@ -645,6 +647,7 @@ def fit(
         resume: continue the run in `run_dir` from `checkpoints/last.ckpt`.
         callbacks: extra `Callback`s (the training GIF is added when `train.gif_every` > 0).
         dataset: an already loaded dataset to use instead of loading `config.data`.
+        checkpoint: with `resume`, the checkpoint to continue from (default last.ckpt).
 
     Returns:
         The `Run`: the trained model and objective in eval mode on the training device, the
@@ -656,7 +659,7 @@ def fit(
     """
     run_dir = Path(run_dir)
     try:
-        t = _setup(config, run_dir, resume, dataset, callbacks)
+        t = _setup(config, run_dir, resume, dataset, callbacks, checkpoint)
     except BaseException:
         # A start that fails before training (bad data, model or device) removes what this
         # process wrote since it claimed the folder, and nothing else (vaelab.rundir).

@@ -331,3 +331,70 @@ def check_writable(path: str | os.PathLike, remedy: str, what: str = "") -> None
                           f"{remedy[:1].upper()}{remedy[1:]}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def prepare_resume(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None
+                   ) -> Path | None:
+    """Claims `run_dir` for `vaelab train --resume RUN [--checkpoint FILE]` and returns the
+    checkpoint to continue from (None: the run never saved one; it trains from step 0).
+
+    Resuming from an earlier checkpoint than `last.ckpt` would overwrite the later state as
+    training goes on (last.ckpt, later periodic checkpoints, best.ckpt, the log rows after the
+    chosen step). So those checkpoints are first moved, and the logs and scores copied, into
+    `checkpoints/before-resume-from-<name>/`: nothing already written is lost.
+    """
+    from vaelab.runs import checkpoint_path, load_checkpoint
+
+    run_dir = Path(run_dir)
+    claim_run_dir(run_dir, resume=True)
+    try:
+        start = resume_point(run_dir, checkpoint)
+        last = checkpoint_path(run_dir)
+        if start is None or start.resolve() == last.resolve():
+            return start
+        step = int(load_checkpoint(start).get("step", 0))  # a corrupt choice fails here, first
+        _set_aside_later_state(run_dir, start, step)
+        return start
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
+
+
+def _set_aside_later_state(run_dir: Path, start: Path, step: int) -> Path | None:
+    """Moves the checkpoints later than `start` (step `step`) and copies the logs into
+    `checkpoints/before-resume-from-<start's name>/`; returns that folder (None: nothing later)."""
+    folder = run_dir / "checkpoints"
+    later = []
+    for path in sorted(folder.glob("*.ckpt")):
+        if path.resolve() == start.resolve():
+            continue
+        digits = path.stem.removeprefix("step-")
+        if path.stem.startswith("step-") and digits.isdigit() and int(digits) <= step:
+            continue  # an earlier periodic checkpoint: the resumed run never rewrites it
+        later.append(path)
+    if not later:
+        return None
+    aside = folder / f"before-resume-from-{start.stem}"
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = folder / f"before-resume-from-{start.stem}-{n}"
+    aside.mkdir()
+    for name in ("train_log.csv", "valid_log.csv", "metrics_log.csv", "summary.json",
+                 "metrics.json"):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, aside / name)
+    for path in later:
+        os.replace(path, aside / path.name)
+    print(f"note: resuming {run_dir} from {start} (step {step}); the later checkpoints and the "
+          f"logs as they were are kept in {aside}", file=sys.stderr)
+    return aside
+
+
+def checkpoint_choices(folder: str | os.PathLike, exclude: str | os.PathLike | None = None
+                       ) -> str:
+    """The other checkpoints in `folder`, for a message ("step-0000500.ckpt, best.ckpt" or
+    "none")."""
+    names = [p.name for p in sorted(Path(folder).glob("*.ckpt"))
+             if exclude is None or p.resolve() != Path(exclude).resolve()]
+    return ", ".join(names) if names else "none"

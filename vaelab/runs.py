@@ -103,9 +103,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # a truncated or foreign file
+        from vaelab.rundir import checkpoint_choices
+
         raise VaelabError(
-            f"cannot read checkpoint {path}: {error}. It may be truncated; use an earlier "
-            f"checkpoint from {path.parent}"
+            f"cannot read checkpoint {path}: {error}. It may be truncated; choose another with "
+            f"--checkpoint FILE (eval, plot, encode, report, train --resume); the others in "
+            f"{path.parent}: {checkpoint_choices(path.parent, path)}"
         ) from error
 
 
@@ -218,9 +221,10 @@ class Run:
 
 def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
                limit: int = 0, device: str = "cpu", overwrite: bool = False,
-               batch_size: int = 1024) -> Path:
+               batch_size: int = 1024, checkpoint: str | os.PathLike | None = None) -> Path:
     """Writes the latents of a run's data (or `split` of it) to `out` (.npz); see
-    `vaelab encode`. Refuses to replace an existing file unless `overwrite`."""
+    `vaelab encode`. Refuses to replace an existing file unless `overwrite`; `checkpoint`: a
+    checkpoint file instead of last.ckpt."""
     from vaelab.distributions import Categorical, DiagonalGaussian
 
     out = Path(out)
@@ -231,7 +235,7 @@ def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | 
     from vaelab.rundir import check_writable
 
     check_writable(out, "choose another --out")
-    run = load_run(run_dir, device=device)
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
     options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
     dataset = run.dataset(**options) if options else run.dataset()
     parts: dict[str, list[np.ndarray]] = {}

@@ -84,6 +84,7 @@ def train(
     name: str | None = None,
     out: str | Path = "results",
     resume: str | Path | None = None,
+    checkpoint: str | Path | None = None,
     variation: str | None = None,
     evaluate: bool = True,
     pictures: bool = True,
@@ -99,6 +100,8 @@ def train(
         name: run name; the directory is `out/name`.
         out: parent folder of run directories.
         resume: a run directory to continue (its config, with `train.*` overrides applied).
+        checkpoint: with `resume`, the checkpoint to continue from (default last.ckpt); the
+            later state is kept aside (`vaelab.rundir.prepare_resume`).
         variation: with an `.ini` config, "VAE" or "B-VAE".
         evaluate: run `train.metrics` at the end when the data has ground-truth factors.
         pictures: write reconstructions.png, samples.png and losses.png at the end.
@@ -130,10 +133,14 @@ def train(
         run_dir = _run_directory(Path(out), run_config.name)
     _check_metrics_every(run_config)
     callbacks = [*callbacks, ScheduleWarning()] if verbose else list(callbacks)
-    from vaelab.rundir import release_run_dir, resume_point
+    from vaelab.rundir import prepare_resume, release_run_dir
 
-    start = resume_point(run_dir) if resume is not None else None
-    run = fit(run_config, run_dir, resume=start is not None, callbacks=callbacks)
+    if checkpoint is not None and resume is None:
+        raise VaelabError("--checkpoint chooses where a resumed run continues from; use it with "
+                          "--resume RUN")
+    start = prepare_resume(run_dir, checkpoint) if resume is not None else None
+    run = fit(run_config, run_dir, resume=start is not None, callbacks=callbacks,
+              checkpoint=start)
     if run.global_rank != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
     summary = run.summary

@@ -16,6 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", help="the data split to encode (default: the run's)")
     parser.add_argument("--limit", type=int, default=0, help="encode only the first N items")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="checkpoint file (default RUN/checkpoints/last.ckpt)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     parser.set_defaults(func=run)
 
@@ -27,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.run) / "latents.npz"
     path = encode_run(args.run, out, split=args.split, limit=args.limit, device=args.device,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, checkpoint=args.checkpoint)
     print(path)
     return 0

@@ -66,6 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a metric's protocol option, e.g. mig.num_train=all (every item "
                         "once) or dci.num_train=2000; repeatable")
     parser.add_argument("--quiet", action="store_true", help="no per-metric progress lines")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="checkpoint file (default RUN/checkpoints/last.ckpt)")
     parser.set_defaults(func=run)
 
 
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     scores = evaluate_run(args.run, metrics=args.metrics, seed=args.seed, device=args.device,
                           progress=not args.quiet, batch_size=args.batch_size,
-                          precision=args.precision, options=parse_options(args.option))
+                          precision=args.precision, options=parse_options(args.option),
+                          checkpoint=args.checkpoint)
     print_scores(scores, title=f"metrics of {args.run} (seed {args.seed})")
     return 0

@@ -150,7 +150,7 @@ def evaluate(
             result = func(truth, None, np.random.default_rng(seed), **settings[name])
         except BaseException:
             if progress:
-                print("failed", file=sys.stderr, flush=True)
+                print(_stopped_word(), file=sys.stderr, flush=True)
             raise
         seconds = time.perf_counter() - start
         result = {key: float(value) for key, value in result.items()}
@@ -170,6 +170,12 @@ def evaluate(
         if on_metric is not None:
             on_metric(name, result, entry)
     return scores, protocol
+
+
+def _stopped_word() -> str:
+    """What the progress line says when a metric raised: "interrupted" for Ctrl-C (the scores
+    of the metrics before it are saved), "failed" for an error."""
+    return "interrupted" if isinstance(sys.exc_info()[1], KeyboardInterrupt) else "failed"
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:
@@ -195,6 +201,7 @@ def evaluate_run(
     options: dict[str, dict[str, Any]] | None = None,
     batch_size: int = 1024,
     precision: str = "fp32",
+    checkpoint: str | Path | None = None,
 ) -> dict[str, float]:
     """Scores a run's model on its dataset and merges them into `RUN/metrics.json`.
 
@@ -212,6 +219,8 @@ def evaluate_run(
         precision: encoding precision, "fp32" (default) or "bf16" (autocast; faster on CPUs
             with AVX-512 BF16, codes to bf16 precision: see `model_encoder`). Recorded in the
             protocol section as `encoder_precision`.
+        checkpoint: for a run directory, a checkpoint file instead of last.ckpt (its step is
+            recorded as `checkpoint_step`).
 
     Returns:
         The new scores {name: float} (also merged into metrics.json).
@@ -231,7 +240,7 @@ def evaluate_run(
         _read_metrics(Path(run) / "metrics.json")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        run = load_run(run, device=str(device))
+        run = load_run(run, checkpoint=checkpoint, device=str(device))
     elif device is not None and torch.device(device) != run.device:
         run.model.to(device)
         run.device = torch.device(device)

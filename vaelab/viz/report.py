@@ -200,9 +200,10 @@ def _pictures(run_dir: Path, log: Mapping[str, Any],
     return groups, skipped
 
 
-def stale_plots(run_dir: Path) -> list[str]:
-    """The pictures under plots/ older than checkpoints/last.ckpt (drawn from an earlier model)."""
-    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+def stale_plots(run_dir: Path, checkpoint: Path | None = None) -> list[str]:
+    """The pictures under plots/ older than checkpoints/last.ckpt, or `checkpoint` (drawn from
+    an earlier model)."""
+    checkpoint = Path(checkpoint) if checkpoint else run_dir / "checkpoints" / "last.ckpt"
     plots = run_dir / "plots"
     if not checkpoint.is_file() or not plots.is_dir():
         return []
@@ -262,7 +263,8 @@ def _details(title: str, body: str) -> str:
     return f"<details><summary>{html.escape(title)}</summary>{body}</details>"
 
 
-def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
+def _run_section(index: int, run_dir: Path, checkpoint: Path | None = None
+                 ) -> tuple[str, dict[str, Any]]:
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a vaelab run directory: config.json is missing")
@@ -289,7 +291,10 @@ def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
                      "RUN all</code>)</p>")
     if skipped:
         parts.append(f'<p class="note">unreadable, left out: {html.escape(", ".join(skipped))}</p>')
-    stale = stale_plots(run_dir)
+    stale = stale_plots(run_dir, checkpoint)
+    if checkpoint:
+        parts.append(f'<p class="note">pictures judged against the checkpoint '
+                     f'{html.escape(str(checkpoint))}</p>')
     if stale:
         parts.append(f'<p class="note stale">made before the last checkpoint (the run was '
                      f'trained on since): {html.escape(", ".join(stale))}; redraw them with '
@@ -386,7 +391,8 @@ def _comparison(runs: list[dict[str, Any]]) -> str:
     )
 
 
-def build_report(run_dirs: list[str | os.PathLike]) -> str:
+def build_report(run_dirs: list[str | os.PathLike], checkpoint: str | os.PathLike | None = None
+                 ) -> str:
     """The report HTML of one or more runs.
 
     Raises:
@@ -400,7 +406,7 @@ def build_report(run_dirs: list[str | os.PathLike]) -> str:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise FileNotFoundError(f"no run directory at {run_dir}")
-        section, values = _run_section(index, run_dir)
+        section, values = _run_section(index, run_dir, _report_checkpoint(checkpoint, run_dirs))
         sections.append(section)
         runs.append(values)
     title = "vaelab report: " + ", ".join(r["name"] for r in runs)
@@ -419,6 +425,7 @@ def write_report(
     run_dirs: list[str | os.PathLike],
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Path:
     """Writes `report.html` (default: inside the run for one run, `./report.html` for several).
 
@@ -428,7 +435,8 @@ def write_report(
     """
     if out is None:
         out = Path(run_dirs[0]) / "report.html" if len(run_dirs) == 1 else Path("report.html")
-    return write_page(Path(out), lambda: build_report(run_dirs), overwrite)
+    _report_checkpoint(checkpoint, run_dirs)  # a bad choice is refused before any work
+    return write_page(Path(out), lambda: build_report(run_dirs, checkpoint), overwrite)
 
 
 def write_page(out: Path, build: Any, overwrite: bool) -> Path:
@@ -445,3 +453,14 @@ def write_page(out: Path, build: Any, overwrite: bool) -> Path:
     except OSError as error:
         raise VaelabError(f"cannot write the report to {out}: {error}") from error
     return out
+
+
+def _report_checkpoint(checkpoint: str | os.PathLike | None, run_dirs: list[Any]) -> Path | None:
+    """`vaelab report --checkpoint FILE`: one run only, and FILE must exist."""
+    if checkpoint is None:
+        return None
+    if len(run_dirs) != 1:
+        raise VaelabError("--checkpoint applies to the report of one run; give one RUN")
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    return Path(checkpoint)
