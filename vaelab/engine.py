@@ -422,7 +422,9 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
     if validation is not None:
         validation.log = _TrainLog(run_dir / "valid_log.csv", t.state["step"] if resume else None)
     if fabric.is_global_zero:
-        atomic_write_text(run_dir / "config.json", config.to_json() + "\n")
+        from vaelab.rundir import stamped_config_json
+
+        atomic_write_text(run_dir / "config.json", stamped_config_json(config))
     return t
 
 
@@ -458,6 +460,7 @@ def _checkpoint(t: _Training, step: int, periodic: bool, path: Path | None = Non
         "rng": [_rng_state(t.fabric)],
         "dataset_size": t.n_train,
         "config": t.config.to_dict(),
+        **_version_stamp(),
     }
     if t.fabric.is_global_zero:
         save_checkpoint(path or checkpoint_path(t.run_dir), payload)
@@ -734,6 +737,12 @@ def _default_callbacks(config: RunConfig) -> list[Callback]:
         callbacks.append(TrainingMetrics(config.train.metrics_every, config.train.metrics,
                                          seed=config.seed, verbose=config.train.progress))
     return callbacks
+
+
+def _version_stamp() -> dict[str, Any]:
+    from vaelab.rundir import version_stamp
+
+    return version_stamp()
 
 
 def _prune_checkpoints(run_dir: Path, keep: int) -> None:

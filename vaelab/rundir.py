@@ -398,3 +398,47 @@ def checkpoint_choices(folder: str | os.PathLike, exclude: str | os.PathLike | N
     names = [p.name for p in sorted(Path(folder).glob("*.ckpt"))
              if exclude is None or p.resolve() != Path(exclude).resolve()]
     return ", ".join(names) if names else "none"
+
+
+# ----------------------------------------------------------------------------------------------
+# Versions: config.json and every checkpoint carry the vaelab release and the run format that
+# wrote them. A newer format is refused with a message that says so; an older one (or none: runs
+# from before versions were recorded) is read silently, as this release still reads it.
+
+FORMAT_VERSION = 1  # the run layout (config.json keys, checkpoint contents) this release writes
+VERSION_KEYS = ("vaelab_version", "format_version")
+
+
+def version_stamp() -> dict[str, object]:
+    """{"vaelab_version": "0.1.0", "format_version": 1}: added to config.json and checkpoints."""
+    from vaelab import __version__
+
+    return {"vaelab_version": __version__, "format_version": FORMAT_VERSION}
+
+
+def stamped_config_json(config) -> str:
+    """`config.json`'s text: the run config with the version stamp first."""
+    import json
+
+    return json.dumps({**version_stamp(), **config.to_dict()}, indent=2) + "\n"
+
+
+def check_written_by(data: dict, what: str) -> dict:
+    """`data` (a config dict or a checkpoint) without its version keys; refuses data written by a
+    newer run format than this release reads.
+
+    Raises:
+        VaelabError: naming `what`, the release that wrote it and how to read it.
+    """
+    from vaelab import __version__
+
+    written = data.get("format_version")
+    if written is not None and (not isinstance(written, int) or isinstance(written, bool)
+                                or written > FORMAT_VERSION):
+        release = data.get("vaelab_version", "a newer release")
+        raise VaelabError(
+            f"{what} was written by vaelab {release} (run format {written}), newer than this "
+            f"vaelab {__version__} reads (run format {FORMAT_VERSION} and older); upgrade with "
+            "`python3 -m pip install -U vaelab`, or use the release that wrote it"
+        )
+    return {k: v for k, v in data.items() if k not in VERSION_KEYS}

@@ -101,7 +101,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # a truncated or foreign file
         from vaelab.rundir import checkpoint_choices
 
@@ -110,6 +110,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"--checkpoint FILE (eval, plot, encode, report, train --resume); the others in "
             f"{path.parent}: {checkpoint_choices(path.parent, path)}"
         ) from error
+    from vaelab.rundir import check_written_by
+
+    if isinstance(state, dict):
+        check_written_by(state, f"checkpoint {path}")
+    return state
 
 
 def checkpoint_path(run_dir: str | os.PathLike, step: int | None = None) -> Path:
@@ -165,7 +170,10 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise VaelabError(f"{path} is not valid JSON: {error}") from error
-    return run_config_from_dict(data)
+    from vaelab.rundir import check_written_by
+
+    return run_config_from_dict(check_written_by(data, str(run_dir)) if isinstance(data, dict)
+                                else data)
 
 
 @dataclass

@@ -141,10 +141,12 @@ def import_disvae(source: str | Path, out: str | Path = "results", name: str | N
     except RuntimeError as error:
         raise VaelabError(f"{source / 'model.pt'} does not fit the Burgess model: {error}") from error
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", config.to_json() + "\n")
+    from vaelab.rundir import stamped_config_json, version_stamp
+
+    atomic_write_text(run_dir / "config.json", stamped_config_json(config))
     save_checkpoint(checkpoint_path(run_dir), {
         "model": model.state_dict(), "objective": {}, "step": 0,
-        "config": config.to_dict(), "imported_from": str(source),
+        "config": config.to_dict(), "imported_from": str(source), **version_stamp(),
     })
     log = _convert_log(source / "train_losses.log") if (source / "train_losses.log").is_file() else ""
     if log:
