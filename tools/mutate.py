@@ -229,6 +229,9 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("outputs: encode loads before checking its output", "vaelab/runs.py",
      "    check_writable(out, \"choose another --out\")", "    pass",
      ["tests/test_outputs_first.py"]),
+    ("encode --images: a folder's test share left out", "vaelab/encoding.py",
+     "test_fraction=0.0, limit=limit)", "test_fraction=0.1, limit=limit)",
+     ["tests/test_encode_images.py"]),
 ]
 
 

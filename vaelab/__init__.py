@@ -11,6 +11,7 @@ from vaelab.registry import DATASETS, METRICS, MODELS, OBJECTIVES, PLOTS
 from vaelab import data, metrics, models, objectives, viz  # noqa: F401  (fill the registries)
 from vaelab.config import ConfigError, RunConfig, TrainConfig
 from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
+from vaelab.encoding import encode_images
 from vaelab.factory import create_model, create_objective
 from vaelab.metrics import evaluate_run
 from vaelab.runs import Run, load_run
@@ -28,6 +29,7 @@ __all__ = [
     "build_run_config",
     "create_model",
     "create_objective",
+    "encode_images",
     "evaluate_run",
     "list_names",
     "load_dataset",

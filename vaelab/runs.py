@@ -229,11 +229,13 @@ class Run:
 
 def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
                limit: int = 0, device: str = "cpu", overwrite: bool = False,
-               batch_size: int = 1024, checkpoint: str | os.PathLike | None = None) -> Path:
-    """Writes the latents of a run's data (or `split` of it) to `out` (.npz); see
+               batch_size: int = 1024, checkpoint: str | os.PathLike | None = None,
+               images: str | os.PathLike | None = None) -> Path:
+    """Writes the latents of a run's data (or `split` of it), or of `images` (a folder of image
+    files or an .npz file, `vaelab.encoding.encode_images`), to `out` (.npz); see
     `vaelab encode`. Refuses to replace an existing file unless `overwrite`; `checkpoint`: a
     checkpoint file instead of last.ckpt."""
-    from vaelab.distributions import Categorical, DiagonalGaussian
+    from vaelab.encoding import encode_dataset, encode_images
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -243,27 +245,15 @@ def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | 
     from vaelab.rundir import check_writable
 
     check_writable(out, "choose another --out")
+    if images is not None and split:
+        raise VaelabError("--split chooses among the run's own data; drop it with --images")
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
-    dataset = run.dataset(**options) if options else run.dataset()
-    parts: dict[str, list[np.ndarray]] = {}
-    with torch.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            x = dataset.batch(np.arange(start, min(start + batch_size, len(dataset))))
-            posterior = run.model.posterior(x.to(device))
-            parts.setdefault("codes", []).append(run.model.representation(posterior)[0])
-            for name, part in posterior.items():
-                if isinstance(part, DiagonalGaussian):
-                    parts.setdefault(f"{name}_mu", []).append(part.mu)
-                    parts.setdefault(f"{name}_logvar", []).append(part.logvar)
-                elif isinstance(part, Categorical):
-                    parts.setdefault(f"{name}_probs", []).append(part.probs)
-    arrays = {k: torch.cat(v).float().cpu().numpy() for k, v in parts.items()}
-    if dataset.labels is not None:
-        arrays["labels"] = np.asarray(dataset.labels)
-    if getattr(dataset, "factors", None) is not None:
-        arrays["factors"] = np.asarray(dataset.factors)
-        arrays["factor_names"] = np.asarray(dataset.factor_names)
+    if images is not None:
+        arrays = encode_images(run, images, batch_size=batch_size, limit=limit)
+    else:
+        options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
+        dataset = run.dataset(**options) if options else run.dataset()
+        arrays = encode_dataset(run, dataset, device, batch_size)
     with atomic_file(out) as handle:
         np.savez(handle, **arrays)
     return out
