@@ -17,7 +17,8 @@ from vaelab.config import RunConfig, apply_overrides
 from vaelab.errors import VaelabError
 from vaelab.factory import run_config_from_dict
 
-__all__ = ["ScheduleWarning", "build_run_config", "schedule_warnings", "train"]
+__all__ = ["ScheduleWarning", "build_run_config", "imply_split_settings", "schedule_warnings",
+           "train"]
 
 
 def build_run_config(
@@ -46,11 +47,58 @@ def build_run_config(
         data = _read_config_file(Path(config), variation)
     data.pop("description", None)
     data = apply_overrides(data, list(overrides))
+    data = imply_split_settings(data, overrides)
     if name:
         data["name"] = name
     if not data.get("name"):
         data["name"] = preset or "run"
     return run_config_from_dict(data)
+
+
+# What validating on the dataset's "valid" split (held out from its training images) needs;
+# training on another split turns these off (`imply_split_settings`).
+VALIDATION_SETTINGS = (("data", "valid_size", 0), ("train", "valid_every", 0),
+                       ("train", "keep_best", False), ("train", "early_stopping", 0))
+
+
+def imply_split_settings(data: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A run config dict trained on `data.split=test` (or valid) with the validation settings
+    that need the training images turned off.
+
+    A preset that validates on the dataset's "valid" split (the GMVAE presets: data.valid_size
+    held out of MNIST's training images, validation passes, early stopping, the best checkpoint)
+    cannot run on the test split alone (offline, only the test files may be there). Those four
+    settings are implied off, with a note naming them; one set explicitly to a value that
+    validates is an error naming them all. `train.valid_holdout` (validating on a share of the
+    split trained on) keeps validation on, and nothing is implied.
+    """
+    from vaelab.config import ConfigError, parse_override
+
+    split = (data.get("data") or {}).get("split", "train")
+    train = data.get("train") or {}
+    if split == "train" or not train.get("valid_every") or train.get("valid_holdout"):
+        return data
+    explicit = {".".join(parse_override(text)[0]) for text in overrides}
+    names = ", ".join(f"{section}.{key}={str(off).lower()}"
+                      for section, key, off in VALIDATION_SETTINGS)
+    implied = []
+    for section, key, off in VALIDATION_SETTINGS:
+        values = data.setdefault(section, {})
+        if key not in values or values[key] == off:
+            continue
+        if f"{section}.{key}" in explicit:
+            raise ConfigError(
+                f"data.split={split} trains without the dataset's training images, so there "
+                f"is no validation split held out of them, but {section}.{key}={values[key]} "
+                f"asks for one; set {names}, or validate on part of the {split} images with "
+                "train.valid_holdout=0.1"
+            )
+        values[key] = off
+        implied.append(f"{section}.{key}={str(off).lower()}")
+    print(f"note: data.split={split}: no validation on the dataset's held-out training images, "
+          f"so {', '.join(implied)} (validate on part of the {split} images with "
+          "train.valid_holdout=0.1)", file=sys.stderr)
+    return data
 
 
 def _read_config_file(path: Path, variation: str | None) -> dict[str, Any]:
