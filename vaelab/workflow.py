@@ -197,6 +197,7 @@ def train(
 
         rng = np.random.default_rng(run_config.seed)
         write_training_pictures(run.model, run.dataset(), run.log, run_dir, rng)
+        draw_traversal_figure(run_dir, verbose=verbose)
         if resume is not None:
             redraw_stale_plots(run_dir, verbose=verbose)
     scores: dict[str, Any] = {}
@@ -214,6 +215,25 @@ def train(
         _print_summary(run_dir, summary, scores)
     release_run_dir(run_dir)
     return run
+
+
+def draw_traversal_figure(run_dir: str | Path, verbose: bool = True) -> list[Path]:
+    """Draws `RUN/prior_traversals.png` at the end of training: one row per latent, highest KL
+    first, each labelled with its KL and (on factor data) the factor it encodes best (the
+    figure of `vaelab plot RUN traversals`, beside the other end-of-training pictures, so
+    `vaelab plot RUN all` still writes its own under plots/). A failure is a warning: the
+    training is never lost."""
+    try:
+        from vaelab.viz.plots import make_plots
+
+        written = make_plots(run_dir, ["traversals"], overwrite=True, out_dir=run_dir)
+    except (VaelabError, OSError, ValueError) as error:
+        print(f"warning: could not draw the traversal figure: {error}", file=sys.stderr)
+        return []
+    if verbose:
+        print(f"traversals: {written[0]} (each latent's KL and the factor it encodes)",
+              file=sys.stderr)
+    return written
 
 
 def redraw_stale_plots(run_dir: str | Path, verbose: bool = True) -> list[Path]:

@@ -40,7 +40,8 @@ PICTURE_SUFFIXES = {
 # that exists is shown, the others are the same picture made elsewhere (left out).
 PICTURE_GROUPS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("Reconstructions", (("plots/reconstruct.png", "reconstructions.png"),)),
-    ("Traversals", (("plots/reconstruct_traverse.png",), ("plots/prior_traversals.png",),
+    ("Traversals", (("plots/reconstruct_traverse.png",),
+                    ("plots/prior_traversals.png", "prior_traversals.png"),
                     ("plots/posterior_traversals.png",), ("plots/posterior_traversals.gif",),
                     ("training.gif",))),
     ("Samples", (("plots/samples.png", "samples.png"), ("cluster_samples.png",))),
@@ -52,6 +53,8 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ccc; padding-bottom: .2em; }
 h3 { margin: .8em 0 .3em; }
+ul.headline { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .4em 2em;
+  font-size: 1.1em; }
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -280,6 +283,7 @@ def _run_section(index: int, run_dir: Path, checkpoint: Path | None = None
     parts = [
         f'<section id="run-{index}"><h2>{html.escape(str(name))}</h2>',
         f'<p class="note">{html.escape(str(run_dir.resolve()))}</p>',
+        headline_numbers(scores, summary, log, run_dir, index),
     ]
     parts.append('<div class="groups">')
     for title, figures in groups:
@@ -464,3 +468,39 @@ def _report_checkpoint(checkpoint: str | os.PathLike | None, run_dirs: list[Any]
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}")
     return Path(checkpoint)
+
+
+# The numbers a report of one run opens with, before the pictures: (label, score keys tried in
+# order, what a model that learned nothing scores). Reconstruction comes from summary.json.
+HEADLINE_NUMBERS = (
+    ("MIG", ("mig",), "0"),
+    ("DCI disentanglement", ("dci.disentanglement", "dci_fast.disentanglement"), "0"),
+    ("active latents", ("active_units",), "0"),
+)
+
+
+def headline_numbers(scores: Mapping[str, Any], summary: Mapping[str, Any],
+                     log: Mapping[str, Any], run_dir: Path, index: int) -> str:
+    """The run's headline: MIG, DCI, reconstruction and active latents, each beside its
+    baseline (what a model that learned nothing scores; for the reconstruction, the run's
+    own first logged value), or where they are missing the command that computes them."""
+    items = []
+    for label, keys, nothing in HEADLINE_NUMBERS:
+        key = next((k for k in keys if isinstance(scores.get(k), (int, float))), None)
+        if key is not None:
+            items.append(f"<li><b>{html.escape(label)}</b> {float(scores[key]):.3f} "
+                         f'<span class="note">({html.escape(key)}; learned nothing: {nothing})'
+                         "</span></li>")
+    final = summary.get("final") if isinstance(summary.get("final"), Mapping) else {}
+    recon = final.get("recon")
+    if isinstance(recon, (int, float)):
+        first = log.get("recon")
+        start = (f"; at the first log row: {float(first[0]):.4g}"
+                 if first is not None and len(first) and np.isfinite(first[0]) else "")
+        items.append(f"<li><b>reconstruction</b> {float(recon):.4g} <span class=\"note\">(loss "
+                     f"per image, mean of the last log interval{start})</span></li>")
+    if not any(isinstance(scores.get(k), (int, float)) for _, keys, _ in HEADLINE_NUMBERS
+               for k in keys):
+        items.append(f"<li class=\"note\">no disentanglement scores yet: run <code>vaelab eval "
+                     f"{html.escape(str(run_dir))}</code></li>")
+    return f'<ul class="headline" id="headline-{index}">{"".join(items)}</ul>'
