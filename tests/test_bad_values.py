@@ -79,3 +79,11 @@ def test_corrupt_disvae_model_is_a_clear_error_without_unsafe_advice(tmp_path, c
     (source / "specs.json").write_text("{not json")
     assert main(["import-disvae", str(source), "--out", str(tmp_path / "out")]) == 2
     _one_line(capsys, "specs.json is not valid JSON")
+
+
+def test_negative_seeds_are_refused_where_read(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path), "--name", "x", *TOY, "--set", "seed=-5"]) == 2
+    _one_line(capsys, "seed: expected a whole number in [0,")
+    with pytest.raises(SystemExit):
+        main(["eval", str(tmp_path), "--seed", "-1"])
+    assert "expected a whole number in [0, 2**32), got -1" in capsys.readouterr().err

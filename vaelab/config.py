@@ -274,6 +274,11 @@ class RunConfig:
     data: Component
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**32 - 1024:  # NumPy's seeds; + rank under DDP
+            raise ConfigError(f"seed: expected a whole number in [0, {2**32 - 1024}), got "
+                              f"{self.seed}")
+
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
