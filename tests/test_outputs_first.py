@@ -79,6 +79,10 @@ def test_train_refuses_a_read_only_out_and_a_read_only_run(run, read_only, capsy
     assert main(["train", "--resume", str(run), "--set", "train.steps=8"]) == 2
     _refused(capsys, "resume the copy")
     assert _snapshot(run) == before
+    read_only.append(tmp_path / "ro" / "x")  # a new run's folder on a read-only disk
+    assert main(["train", "--out", str(tmp_path / "ro"), "--name", "x", *TOY]) == 2
+    _refused(capsys, "choose another --out")
+    assert list((tmp_path / "ro").iterdir()) == []  # the folder made for it went again
     out = tmp_path / "out"
     out.mkdir()
     os.chmod(out, 0o555)

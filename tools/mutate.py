@@ -232,6 +232,17 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("encode --images: a folder's test share left out", "vaelab/encoding.py",
      "test_fraction=0.0, limit=limit)", "test_fraction=0.1, limit=limit)",
      ["tests/test_encode_images.py"]),
+    ("versions: a newer run format accepted", "vaelab/rundir.py",
+     "or written > FORMAT_VERSION):", "or written > FORMAT_VERSION + 1):",
+     ["tests/test_run_versions.py"]),
+    ("split recipe: the validation settings not turned off", "vaelab/workflow.py",
+     "        values[key] = off\n", "        pass\n", ["tests/test_split_recipe.py"]),
+    ("report headline: only the first score key tried", "vaelab/viz/report.py",
+     "key = next((k for k in keys if", "key = next((k for k in keys[:1] if",
+     ["tests/test_first_screen.py"]),
+    ("eval: an interrupted metric called failed", "vaelab/metrics/evaluate.py",
+     "isinstance(sys.exc_info()[1], KeyboardInterrupt)", "isinstance(sys.exc_info()[1], OSError)",
+     ["tests/test_choose_checkpoint.py"]),
 ]
 
 

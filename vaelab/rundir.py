@@ -153,6 +153,8 @@ def claim_run_dir(run_dir: str | os.PathLike, resume: bool) -> RunClaim:
         remove_stale_temporaries(run_dir)
     except BaseException:
         _CLAIMS.pop(key, None)
+        if claim.created:  # a folder made just now, holding only its lock: it goes
+            _remove_empty_claimed(run_dir)
         claim.release()
         raise
     claim.before = _files(run_dir)
@@ -237,6 +239,16 @@ def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def _remove_empty_claimed(root: Path) -> None:
+    """Removes `root` when it holds nothing but its lock file (called with the lock held)."""
+    if root.is_dir() and set(os.listdir(root)) <= {LOCK_NAME}:
+        (root / LOCK_NAME).unlink(missing_ok=True)
+        try:
+            root.rmdir()
+        except OSError:
+            pass  # another process put a file there meanwhile: it stays
+
+
 def clean_failed_start(run_dir: str | os.PathLike) -> None:
     """After a start that failed before training: removes what this process wrote in the run
     folder since it claimed it (and the folder, if this process made it), then releases it.
@@ -253,12 +265,8 @@ def clean_failed_start(run_dir: str | os.PathLike) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             elif path.exists() or path.is_symlink():
                 path.unlink()
-    if claim.created and root.is_dir() and set(os.listdir(root)) <= {LOCK_NAME}:
-        (root / LOCK_NAME).unlink(missing_ok=True)
-        try:
-            root.rmdir()
-        except OSError:
-            pass  # another process put a file there meanwhile: it stays
+    if claim.created:
+        _remove_empty_claimed(root)
     _CLAIMS.pop(key, None)
     claim.release()
 
