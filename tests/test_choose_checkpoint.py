@@ -34,6 +34,11 @@ def test_a_corrupt_last_checkpoint_names_the_flag_and_the_others(broken_run, cap
     assert main(["eval", str(broken_run), "--metrics", "mig"]) == 2
     err = capsys.readouterr().err
     assert "choose another with --checkpoint FILE" in err and "step-0000004.ckpt" in err
+    (broken_run / "checkpoints" / "last.ckpt").unlink()
+    assert main(["encode", str(broken_run)]) == 2
+    err = capsys.readouterr().err
+    assert "last.ckpt is missing; choose one of the run's other checkpoints" in err
+    assert "step-0000004.ckpt" in err
 
 
 def test_eval_plot_encode_report_take_a_checkpoint(broken_run, capsys):

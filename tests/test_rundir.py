@@ -213,9 +213,12 @@ def test_stale_temporaries_go_when_the_run_next_starts(tmp_path):
         path.write_bytes(b"half")
     kept = run / "checkpoints" / "step-0000004.ckpt"
     kept.write_bytes(b"whole")
+    evaluating = run / ".metrics.json.e1.tmp"  # `vaelab eval` (no lock) may be writing it
+    evaluating.write_bytes(b"in progress")
     claim_run_dir(run, resume=True)
     release_run_dir(run)
     assert not any(p.exists() for p in stale) and kept.read_bytes() == b"whole"
+    assert evaluating.read_bytes() == b"in progress"
 
 
 def test_failed_start_leaves_no_dead_end(tmp_path, capsys, tiny):

@@ -223,19 +223,31 @@ def _is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
+# Files the training itself writes atomically in the run folder (checkpoints/ holds only its
+# checkpoints): their temporaries are stale when the run next starts with its lock held.
+TRAINING_FILES = ("config.json", "summary.json", "train_log.csv", "valid_log.csv",
+                  "metrics_log.csv", "reconstructions.png", "samples.png", "losses.png",
+                  "cluster_samples.png", "prior_traversals.png", "training.gif")
+
+
 def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
-    """Removes the `.NAME.XXXX.tmp` files an interrupted atomic write left in the run folder
-    and its `checkpoints/` (called with the folder's lock held: no write of this run is under
-    way, so every such file is stale)."""
+    """Removes the `.NAME.XXXX.tmp` files an interrupted atomic write of the training left in
+    `checkpoints/` and beside the files training writes (`TRAINING_FILES`). Called with the
+    folder's lock held, so no training write is under way; the temporaries of other commands
+    (`vaelab eval`'s metrics.json, encode, report), which take no lock, are left alone."""
     run_dir = Path(run_dir)
     removed = []
     for folder in (run_dir, run_dir / "checkpoints"):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if _is_temporary(path.name) and path.is_file():
-                path.unlink()
-                removed.append(path)
+            if not (_is_temporary(path.name) and path.is_file()):
+                continue
+            if folder == run_dir and not any(path.name.startswith(f".{name}.")
+                                             for name in TRAINING_FILES):
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
     return removed
 
 

@@ -283,6 +283,13 @@ def load_run(
         raise VaelabError(f"device {device!r}: no MPS device is available here; use --device cpu")
     config = read_config(run_dir)
     ckpt_file = Path(checkpoint) if checkpoint else checkpoint_path(run_dir)
+    if not ckpt_file.is_file() and not checkpoint and any(ckpt_file.parent.glob("*.ckpt")):
+        from vaelab.rundir import checkpoint_choices
+
+        raise FileNotFoundError(
+            f"{ckpt_file} is missing; choose one of the run's other checkpoints with "
+            f"--checkpoint FILE (in {ckpt_file.parent}): {checkpoint_choices(ckpt_file.parent)}"
+        )
     if not ckpt_file.is_file():
         raise FileNotFoundError(
             f"{run_dir} has no checkpoint ({ckpt_file} is missing): the run never saved one. "
