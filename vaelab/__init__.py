@@ -17,6 +17,7 @@ from vaelab.registry import DATASETS, METRICS, MODELS, OBJECTIVES, PLOTS
 from vaelab import data, metrics, models, objectives, viz  # noqa: F401  (fill the registries)
 from vaelab.config import ConfigError, RunConfig, TrainConfig
 from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
+from vaelab.encoding import encode_images
 from vaelab.factory import create_model, create_objective
 from vaelab.evaluation import evaluate_run
 from vaelab.runs import Run, load_run
@@ -35,6 +36,7 @@ __all__ = [
     "build_run_config",
     "create_model",
     "create_objective",
+    "encode_images",
     "evaluate_run",
     "list_names",
     "load_dataset",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -91,13 +92,27 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected int, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return _finite(float(value), key)
         raise ConfigError(f"{key}: expected float, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key}: expected str, got {value!r}")
     raise ConfigError(f"{key}: unsupported field type {_type_name(tp)}")
+
+
+def _finite(value: float, key: str) -> float:
+    """Every float setting is finite: NaN or infinity (`--set train.lr=NaN`, `Infinity`) is
+    refused where it is read, not found later as a diverged run or a traceback."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value}")
+    return value
+
+
+def check_value(value: Any, tp: Any, key: str) -> Any:
+    """`value` checked (and converted where lossless) against the annotated type `tp`, as
+    config fields are; the ConfigError names `key`."""
+    return _coerce(value, tp, key)
 
 
 def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
@@ -287,6 +302,11 @@ class RunConfig:
     objective: Component
     data: Component
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**32 - 1024:  # NumPy's seeds; + rank under DDP
+            raise ConfigError(f"seed: expected a whole number in [0, {2**32 - 1024}), got "
+                              f"{self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -128,23 +128,25 @@ def import_disvae(source: str | Path, out: str | Path = "results", name: str | N
             raise FileNotFoundError(
                 f"{source} is not a disentangling-vae result folder: {required} is missing"
             )
-    specs = json.loads((source / "specs.json").read_text())
+    specs = _read_specs(source / "specs.json")
     name = name or f"disvae_{source.name}"
     run_dir = Path(out) / name
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already exists; nothing was changed. Pick --name")
     config = run_config_from_dict(disvae_run_config(specs, name))
     model = build_model(config.model)
-    state = torch.load(source / "model.pt", map_location="cpu", weights_only=True)
+    state = _load_weights(source / "model.pt")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise VaelabError(f"{source / 'model.pt'} does not fit the Burgess model: {error}") from error
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", config.to_json() + "\n")
+    from vaelab.rundir import stamped_config_json, version_stamp
+
+    atomic_write_text(run_dir / "config.json", stamped_config_json(config))
     save_checkpoint(checkpoint_path(run_dir), {
         "model": model.state_dict(), "objective": {}, "step": 0,
-        "config": config.to_dict(), "imported_from": str(source),
+        "config": config.to_dict(), "imported_from": str(source), **version_stamp(),
     })
     log = _convert_log(source / "train_losses.log") if (source / "train_losses.log").is_file() else ""
     if log:
@@ -154,3 +156,32 @@ def import_disvae(source: str | Path, out: str | Path = "results", name: str | N
         "seed_settings": specs,
     })
     return run_dir
+
+
+def _read_specs(path: Path) -> dict:
+    """specs.json of a disentangling-vae folder; a corrupt one is a clear error."""
+    try:
+        specs = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise VaelabError(f"{path} is not valid JSON ({error}); copy specs.json again from the "
+                          "disentangling-vae result folder") from None
+    if not isinstance(specs, dict):
+        raise VaelabError(f"{path} should hold a JSON object of the seed's settings")
+    return specs
+
+
+def _load_weights(path: Path) -> dict:
+    """The state dict in a disentangling-vae `model.pt`, read with `weights_only=True` (a foreign
+    file is never unpickled). A truncated or corrupt file is a clear error; PyTorch's own
+    message is not shown, since it advises loading with weights_only=False, which would run
+    whatever code the file holds."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise VaelabError(
+            f"cannot read {path}: it is not a PyTorch weights file (truncated or corrupt?). Copy "
+            "model.pt again from the disentangling-vae result folder"
+        ) from None
+    if not isinstance(state, dict):
+        raise VaelabError(f"{path} holds a {type(state).__name__}, not a model's state dict")
+    return state

@@ -14,7 +14,6 @@ so `resume=True` continues exactly where a run stopped (bit-identical on CPU).
 from __future__ import annotations
 
 import math
-import shutil
 import signal
 import threading
 import time
@@ -34,6 +33,7 @@ from vaelab.io import atomic_write_json
 from vaelab.models import fastconv
 from vaelab.optim import Updater, build_optimizers, cosine_lr
 from vaelab.precision import make_fabric, run_precision
+from vaelab.rundir import clean_failed_start, version_stamp
 from vaelab.runs import BEST, TRAIN_LOG, Run
 from vaelab.validation import EarlyStopping, Validation, evaluate_terms, validation_sets
 
@@ -42,7 +42,8 @@ __all__ = ["Callback", "EarlyStopping", "TrainContext", "TrainingDiverged", "eva
 
 
 def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
-        callbacks: Sequence[Callback] = (), dataset: Any = None) -> Run:
+        callbacks: Sequence[Callback] = (), dataset: Any = None,
+        checkpoint: str | Path | None = None) -> Run:
     """Trains `config` into `run_dir` and returns the trained run (a `Run`), in memory.
 
     Args:
@@ -52,6 +53,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
         resume: continue the run in `run_dir` from `checkpoints/last.ckpt`.
         callbacks: callbacks run after those the config asks for (`standard_callbacks`).
         dataset: an already loaded dataset to use instead of loading `config.data`.
+        checkpoint: with `resume`, the checkpoint to continue from (default last.ckpt).
 
     Raises:
         FileExistsError: `run_dir` holds a run and `resume` is False.
@@ -60,14 +62,11 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     from vaelab.loggers import standard_callbacks
 
     run_dir = Path(run_dir)
-    fresh = not resume and not (run_dir.is_dir() and any(run_dir.iterdir()))
     try:
-        t = _setup(config, run_dir, resume, dataset, [*standard_callbacks(config), *callbacks])
+        t = _setup(config, run_dir, resume, dataset, [*standard_callbacks(config), *callbacks],
+                   checkpoint)
     except BaseException:
-        # A start that fails before training (bad data, model or device) leaves no half-made
-        # run behind: everything in a directory that was absent or empty was written just now.
-        if fresh and run_dir.is_dir() and not list(run_dir.glob("checkpoints/*.ckpt")):
-            shutil.rmtree(run_dir, ignore_errors=True)
+        clean_failed_start(run_dir)  # only what this process wrote since it claimed the folder
         raise
     try:
         return _finish(t, _loop(t))
@@ -114,7 +113,7 @@ class TrainContext:
 
 
 def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
-           callbacks: list[Callback]) -> TrainContext:
+           callbacks: list[Callback], checkpoint: str | Path | None = None) -> TrainContext:
     from vaelab.data.base import batch_transform
     from vaelab.data.loading import load_dataset_component
     from vaelab.factory import build_objective, resolve_run_config
@@ -166,7 +165,8 @@ def _setup(config: RunConfig, run_dir: Path, resume: bool, dataset: Any,
         resumed=resume, callbacks=callbacks,
         state={"step": 0, "sums": {}, "count": 0, "stopped_early": False})
     if resume:
-        _restore(t, runs.load_checkpoint(runs.checkpoint_path(run_dir), fabric.device))
+        _restore(t, runs.load_checkpoint(checkpoint or runs.checkpoint_path(run_dir),
+                                         fabric.device))
     if fabric.is_global_zero:
         runs.write_config(run_dir, config)
     return t
@@ -284,7 +284,8 @@ def _finish_interval(t: TrainContext, step: int, elapsed: float) -> dict[str, fl
         saved = runs.checkpoint_path(t.run_dir)
         kept = (f"The last good checkpoint is {saved} (step "
                 f"{runs.load_checkpoint(saved)['step']})" if saved.is_file()
-                else "No checkpoint had been written yet")
+                else "No checkpoint had been written yet (`vaelab train --resume "
+                f"{t.run_dir} --set train.lr=SMALLER` trains it again from step 0)")
         raise TrainingDiverged(
             f"loss term {bad[0]!r} became {values[keys.index(bad[0])].item()} between steps "
             f"{first} and {step} (terms not finite: {', '.join(bad)}); training stopped. {kept}. "
@@ -325,6 +326,7 @@ def _checkpoint(t: TrainContext, step: int, periodic: bool, path: Path | None = 
         "rng": [runs.rng_state(t.fabric.device)],
         "dataset_size": t.n_train,
         "config": t.config.to_dict(),
+        **version_stamp(),
     }
     if t.fabric.is_global_zero:
         runs.save_checkpoint(path or runs.checkpoint_path(t.run_dir), payload)

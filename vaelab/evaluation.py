@@ -28,6 +28,7 @@ from vaelab.io import atomic_file
 from vaelab.metrics.evaluate import HELD_OUT, evaluate, resolve_metric_names
 from vaelab.metrics.ground_truth import as_ground_truth, model_encoder
 from vaelab.registry import DATASETS
+from vaelab.rundir import check_writable
 from vaelab.runs import Run, load_run, merge_metrics, read_metrics
 
 __all__ = ["encode_run", "evaluate_run", "held_out_split"]
@@ -55,6 +56,7 @@ def evaluate_run(
     options: dict[str, dict[str, Any]] | None = None,
     batch_size: int = 1024,
     precision: str = "fp32",
+    checkpoint: str | os.PathLike | None = None,
 ) -> dict[str, float]:
     """Scores a run's model on its dataset and merges them into `RUN/metrics.json`.
 
@@ -72,6 +74,8 @@ def evaluate_run(
         precision: encoding precision, "fp32" (default) or "bf16" (autocast; faster on CPUs
             with AVX-512 BF16, codes to bf16 precision: see `model_encoder`). Recorded in the
             protocol section as `encoder_precision`.
+        checkpoint: for a run directory, a checkpoint file instead of last.ckpt (its step is
+            recorded as `checkpoint_step`).
 
     Returns:
         The new scores {name: float} (also merged into metrics.json).
@@ -86,11 +90,13 @@ def evaluate_run(
         read_metrics(run)  # a corrupt metrics.json fails before the run is loaded
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        run = load_run(run, device=str(device))
+        run = load_run(run, checkpoint=checkpoint, device=str(device))
     elif device is not None and torch.device(device) != run.device:
         run.model.to(device)
         run.device = torch.device(device)
     read_metrics(run.dir)  # fails early on a corrupt file, before any work
+    check_writable(Path(run.dir) / "metrics.json", f"make {run.dir} writable, or copy the run "
+                   "(cp -r) to a writable folder and evaluate the copy")
     if run.device.type == "cpu":  # the Python API gets the CLI's allocator setting too
         from vaelab.perf import tune_allocator
 
@@ -180,37 +186,29 @@ def _cluster_evaluation(run: Any, fit: Any) -> tuple[dict[str, float], dict[str,
 
 def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
                limit: int = 0, device: str = "cpu", overwrite: bool = False,
-               batch_size: int = 1024) -> Path:
-    """Writes the latents of a run's data (or `split` of it) to `out` (.npz); see
-    `vaelab encode`. Refuses to replace an existing file unless `overwrite`."""
-    from vaelab.distributions import Categorical, DiagonalGaussian
+               batch_size: int = 1024, checkpoint: str | os.PathLike | None = None,
+               images: str | os.PathLike | None = None) -> Path:
+    """Writes the latents of a run's data (or `split` of it), or of `images` (a folder of image
+    files or an .npz file, `vaelab.encoding.encode_images`), to `out` (.npz); see
+    `vaelab encode`. Refuses to replace an existing file unless `overwrite`; `checkpoint`: a
+    checkpoint file instead of last.ckpt."""
+    from vaelab.encoding import encode_dataset, encode_images
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     if limit < 0:
         raise VaelabError(f"--limit must be >= 0, got {limit}")
-    run = load_run(run_dir, device=device)
-    options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
-    dataset = run.dataset(**options) if options else run.dataset()
-    parts: dict[str, list[np.ndarray]] = {}
-    with torch.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            x = dataset.batch(np.arange(start, min(start + batch_size, len(dataset))))
-            posterior = run.model.posterior(x.to(device))
-            parts.setdefault("codes", []).append(run.model.representation(posterior)[0])
-            for name, part in posterior.items():
-                if isinstance(part, DiagonalGaussian):
-                    parts.setdefault(f"{name}_mu", []).append(part.mu)
-                    parts.setdefault(f"{name}_logvar", []).append(part.logvar)
-                elif isinstance(part, Categorical):
-                    parts.setdefault(f"{name}_probs", []).append(part.probs)
-    arrays = {k: torch.cat(v).float().cpu().numpy() for k, v in parts.items()}
-    if dataset.labels is not None:
-        arrays["labels"] = np.asarray(dataset.labels)
-    if getattr(dataset, "factors", None) is not None:
-        arrays["factors"] = np.asarray(dataset.factors)
-        arrays["factor_names"] = np.asarray(dataset.factor_names)
+    check_writable(out, "choose another --out")
+    if images is not None and split:
+        raise VaelabError("--split chooses among the run's own data; drop it with --images")
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    if images is not None:
+        arrays = encode_images(run, images, batch_size=batch_size, limit=limit)
+    else:
+        options = {k: v for k, v in (("split", split), ("limit", limit)) if v}
+        dataset = run.dataset(**options) if options else run.dataset()
+        arrays = encode_dataset(run, dataset, device, batch_size)
     with atomic_file(out) as handle:
         np.savez(handle, **arrays)
     return out

@@ -112,6 +112,9 @@ def run_config_from_dict(data: Mapping[str, Any]) -> RunConfig:
         ConfigError: an unknown key or name, a wrong type or value, an incompatible model and
             objective, or batches the dataset cannot draw (each message names the key).
     """
+    from vaelab.rundir import check_written_by
+
+    data = check_written_by(dict(data), "this config") if isinstance(data, Mapping) else data
     known = {"name", "seed", "model", "objective", "data", "train"}
     unknown = sorted(set(data) - known)
     if unknown:

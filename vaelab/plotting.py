@@ -89,6 +89,9 @@ def make_plots(
             f"{', '.join(existing)} already exist(s); pass --overwrite to replace"
         )
     _writable_folder(folder)
+    from vaelab.rundir import check_writable
+
+    check_writable(folder / "probe", "choose another --out-dir")
     written = []
     with torch.no_grad():
         for kind in selected:

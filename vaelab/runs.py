@@ -23,6 +23,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,14 @@ from vaelab.io import (
     atomic_write_text,
     read_csv_columns,
     read_json,
+)
+from vaelab.rundir import (
+    check_written_by,
+    checkpoint_choices,
+    claim_run_dir,
+    has_checkpoint,
+    release_run_dir,
+    stamped_config_json,
 )
 
 __all__ = [
@@ -103,12 +113,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # a truncated or foreign file
+
         raise VaelabError(
-            f"cannot read checkpoint {path}: {error}. It may be truncated; use an earlier "
-            f"checkpoint from {path.parent}"
+            f"cannot read checkpoint {path}: {error}. It may be truncated; choose another with "
+            f"--checkpoint FILE (eval, plot, encode, report, train --resume); the others in "
+            f"{path.parent}: {checkpoint_choices(path.parent, path)}"
         ) from error
+
+    if isinstance(state, dict):
+        check_written_by(state, f"checkpoint {path}")
+    return state
 
 
 def checkpoint_path(run_dir: str | os.PathLike, step: int | None = None) -> Path:
@@ -177,30 +193,107 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise VaelabError(f"{path} is not valid JSON: {error}") from error
-    return run_config_from_dict(data)
+
+    return run_config_from_dict(check_written_by(data, str(run_dir)) if isinstance(data, dict)
+                                else data)
 
 
 def write_config(run_dir: str | os.PathLike, config: RunConfig) -> None:
     """Writes the resolved run config to `RUN/config.json` (atomically)."""
-    atomic_write_text(Path(run_dir) / "config.json", config.to_json() + "\n")
+    atomic_write_text(Path(run_dir) / "config.json", stamped_config_json(config))
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuses to reuse a directory that holds a run unless resuming; never deletes anything."""
-    if resume:
-        if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"cannot resume {run_dir}: it has no config.json")
-        return
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise FileExistsError(
-            f"{run_dir} already exists and is not empty; nothing was changed. Continue it with "
-            f"`vaelab train --resume {run_dir}`, or choose a new name with --name (or --out DIR)"
-        )
+    """Claims the run directory for this process (`vaelab.rundir.claim_run_dir`): refuses one in
+    use or holding another run unless resuming; never deletes anything already written."""
+    claim_run_dir(run_dir, resume)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resuming from a chosen checkpoint (`vaelab train --resume RUN [--checkpoint FILE]`)
+
+
+def resume_point(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None
+                 ) -> Path | None:
+    """The checkpoint `vaelab train --resume RUN [--checkpoint FILE]` continues from, or None
+    when the run never saved one (it then starts over from step 0 with its stored config, and
+    a note says so).
+
+    Raises:
+        FileNotFoundError: `checkpoint` was given and is not a file.
+    """
+    if checkpoint is not None:
+        chosen = Path(checkpoint)
+        if not chosen.is_file():
+            raise FileNotFoundError(f"no checkpoint at {chosen}; the run's checkpoints are in "
+                                    f"{Path(run_dir) / 'checkpoints'} (`ls` it)")
+        return chosen
+    last = checkpoint_path(run_dir)
+    if last.is_file():
+        return last
+    if has_checkpoint(Path(run_dir)):
+        raise FileNotFoundError(
+            f"{last} is missing but the run has other checkpoints; choose one with "
+            f"`vaelab train --resume {run_dir} --checkpoint FILE` (in {last.parent})")
+    print(f"note: {run_dir} has no checkpoint (its run stopped before saving one); training it "
+          "from step 0 with its stored config", file=sys.stderr)
+    return None
+
+
+def prepare_resume(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None
+                   ) -> Path | None:
+    """Claims `run_dir` for `vaelab train --resume RUN [--checkpoint FILE]` and returns the
+    checkpoint to continue from (None: the run never saved one; it trains from step 0).
+
+    Resuming from an earlier checkpoint than `last.ckpt` would overwrite the later state as
+    training goes on (last.ckpt, later periodic checkpoints, best.ckpt, the log rows after the
+    chosen step). So those checkpoints are first moved, and the logs and scores copied, into
+    `checkpoints/before-resume-from-<name>/`: nothing already written is lost.
+    """
+    run_dir = Path(run_dir)
+    claim_run_dir(run_dir, resume=True)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a file on the path, no permission, a read-only disk
-        raise VaelabError(f"cannot create the run directory {run_dir}: {error.strerror or error}"
-                          "; choose another --out") from None
+        start = resume_point(run_dir, checkpoint)
+        last = checkpoint_path(run_dir)
+        if start is None or start.resolve() == last.resolve():
+            return start
+        step = int(load_checkpoint(start).get("step", 0))  # a corrupt choice fails here, first
+        _set_aside_later_state(run_dir, start, step)
+        return start
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
+
+
+def _set_aside_later_state(run_dir: Path, start: Path, step: int) -> Path | None:
+    """Moves the checkpoints later than `start` (step `step`) and copies the logs into
+    `checkpoints/before-resume-from-<start's name>/`; returns that folder (None: nothing later)."""
+    folder = run_dir / "checkpoints"
+    later = []
+    for path in sorted(folder.glob("*.ckpt")):
+        if path.resolve() == start.resolve():
+            continue
+        digits = path.stem.removeprefix("step-")
+        if path.stem.startswith("step-") and digits.isdigit() and int(digits) <= step:
+            continue  # an earlier periodic checkpoint: the resumed run never rewrites it
+        later.append(path)
+    if not later:
+        return None
+    aside = folder / f"before-resume-from-{start.stem}"
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = folder / f"before-resume-from-{start.stem}-{n}"
+    aside.mkdir()
+    for name in ("train_log.csv", "valid_log.csv", "metrics_log.csv", "summary.json",
+                 "metrics.json"):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, aside / name)
+    for path in later:
+        os.replace(path, aside / path.name)
+    print(f"note: resuming {run_dir} from {start} (step {step}); the later checkpoints and the "
+          f"logs as they were are kept in {aside}", file=sys.stderr)
+    return aside
 
 
 @dataclass
@@ -278,6 +371,12 @@ def load_run(
         raise VaelabError(f"device {device!r}: no MPS device is available here; use --device cpu")
     config = read_config(run_dir)
     ckpt_file = Path(checkpoint) if checkpoint else checkpoint_path(run_dir)
+    if not ckpt_file.is_file() and not checkpoint and any(ckpt_file.parent.glob("*.ckpt")):
+
+        raise FileNotFoundError(
+            f"{ckpt_file} is missing; choose one of the run's other checkpoints with "
+            f"--checkpoint FILE (in {ckpt_file.parent}): {checkpoint_choices(ckpt_file.parent)}"
+        )
     if not ckpt_file.is_file():
         raise FileNotFoundError(
             f"{run_dir} has no checkpoint ({ckpt_file} is missing): the run never saved one. "

@@ -18,7 +18,7 @@ from vaelab.errors import VaelabError
 from vaelab.factory import run_config_from_dict
 from vaelab.precision import bf16_hint
 
-__all__ = ["build_run_config", "schedule_warnings", "train"]
+__all__ = ["build_run_config", "imply_split_settings", "schedule_warnings", "train"]
 
 
 def build_run_config(
@@ -47,11 +47,58 @@ def build_run_config(
         data = _read_config_file(Path(config), variation)
     data.pop("description", None)
     data = apply_overrides(data, list(overrides))
+    data = imply_split_settings(data, overrides)
     if name:
         data["name"] = name
     if not data.get("name"):
         data["name"] = preset or "run"
     return run_config_from_dict(data)
+
+
+# What validating on the dataset's "valid" split (held out from its training images) needs;
+# training on another split turns these off (`imply_split_settings`).
+VALIDATION_SETTINGS = (("data", "valid_size", 0), ("train", "valid_every", 0),
+                       ("train", "keep_best", False), ("train", "early_stopping", 0))
+
+
+def imply_split_settings(data: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A run config dict trained on `data.split=test` (or valid) with the validation settings
+    that need the training images turned off.
+
+    A preset that validates on the dataset's "valid" split (the GMVAE presets: data.valid_size
+    held out of MNIST's training images, validation passes, early stopping, the best checkpoint)
+    cannot run on the test split alone (offline, only the test files may be there). Those four
+    settings are implied off, with a note naming them; one set explicitly to a value that
+    validates is an error naming them all. `train.valid_holdout` (validating on a share of the
+    split trained on) keeps validation on, and nothing is implied.
+    """
+    from vaelab.config import ConfigError, parse_override
+
+    split = (data.get("data") or {}).get("split", "train")
+    train = data.get("train") or {}
+    if split == "train" or not train.get("valid_every") or train.get("valid_holdout"):
+        return data
+    explicit = {".".join(parse_override(text)[0]) for text in overrides}
+    names = ", ".join(f"{section}.{key}={str(off).lower()}"
+                      for section, key, off in VALIDATION_SETTINGS)
+    implied = []
+    for section, key, off in VALIDATION_SETTINGS:
+        values = data.setdefault(section, {})
+        if key not in values or values[key] == off:
+            continue
+        if f"{section}.{key}" in explicit:
+            raise ConfigError(
+                f"data.split={split} trains without the dataset's training images, so there "
+                f"is no validation split held out of them, but {section}.{key}={values[key]} "
+                f"asks for one; set {names}, or validate on part of the {split} images with "
+                "train.valid_holdout=0.1"
+            )
+        values[key] = off
+        implied.append(f"{section}.{key}={str(off).lower()}")
+    print(f"note: data.split={split}: no validation on the dataset's held-out training images, "
+          f"so {', '.join(implied)} (validate on part of the {split} images with "
+          "train.valid_holdout=0.1)", file=sys.stderr)
+    return data
 
 
 def _read_config_file(path: Path, variation: str | None) -> dict[str, Any]:
@@ -85,6 +132,7 @@ def train(
     name: str | None = None,
     out: str | Path = "results",
     resume: str | Path | None = None,
+    checkpoint: str | Path | None = None,
     variation: str | None = None,
     evaluate: bool = True,
     pictures: bool = True,
@@ -100,6 +148,8 @@ def train(
         name: run name; the directory is `out/name`.
         out: parent folder of run directories.
         resume: a run directory to continue (its config, with `train.*` overrides applied).
+        checkpoint: with `resume`, the checkpoint to continue from (default last.ckpt); the
+            later state is kept aside (`vaelab.runs.prepare_resume`).
         variation: with an `.ini` config, "VAE" or "B-VAE".
         evaluate: run `train.metrics` at the end when the data has ground-truth factors.
         pictures: write reconstructions.png, samples.png and losses.png at the end.
@@ -144,8 +194,15 @@ def train(
         warnings.append(hint)
     if verbose and warnings:  # printed once the run directory is claimed (errors come first)
         callbacks = [*callbacks, _PrintAtStart(warnings)]
-    run = fit(run_config, run_dir, resume=resume is not None, callbacks=callbacks,
-              dataset=dataset)
+    from vaelab.rundir import release_run_dir
+    from vaelab.runs import prepare_resume
+
+    if checkpoint is not None and resume is None:
+        raise VaelabError("--checkpoint chooses where a resumed run continues from; use it with "
+                          "--resume RUN")
+    start = prepare_resume(run_dir, checkpoint) if resume is not None else None
+    run = fit(run_config, run_dir, resume=start is not None, callbacks=callbacks,
+              dataset=dataset, checkpoint=start)
     if run.global_rank != 0:
         return None  # DDP: rank 0 writes the pictures and metrics and returns the run
     summary = run.summary
@@ -154,6 +211,7 @@ def train(
 
         rng = np.random.default_rng(run_config.seed)
         write_training_pictures(run.model, run.dataset(), run.log, run_dir, rng)
+        draw_traversal_figure(run_dir, verbose=verbose)
         if resume is not None:
             redraw_stale_plots(run_dir, verbose=verbose)
     scores: dict[str, Any] = {}
@@ -169,7 +227,27 @@ def train(
             run.metrics = scores
     if verbose:
         _print_summary(run_dir, summary, scores)
+    release_run_dir(run_dir)
     return run
+
+
+def draw_traversal_figure(run_dir: str | Path, verbose: bool = True) -> list[Path]:
+    """Draws `RUN/prior_traversals.png` at the end of training: one row per latent, highest KL
+    first, each labelled with its KL and (on factor data) the factor it encodes best (the
+    figure of `vaelab plot RUN traversals`, beside the other end-of-training pictures, so
+    `vaelab plot RUN all` still writes its own under plots/). A failure is a warning: the
+    training is never lost."""
+    try:
+        from vaelab.plotting import make_plots
+
+        written = make_plots(run_dir, ["traversals"], overwrite=True, out_dir=run_dir)
+    except (VaelabError, OSError, ValueError) as error:
+        print(f"warning: could not draw the traversal figure: {error}", file=sys.stderr)
+        return []
+    if verbose:
+        print(f"traversals: {written[0]} (each latent's KL and the factor it encodes)",
+              file=sys.stderr)
+    return written
 
 
 def redraw_stale_plots(run_dir: str | Path, verbose: bool = True) -> list[Path]:

@@ -16,6 +16,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, 2**32), got {value}")
+    return value
+
+
 def parse_options(texts: list[str]) -> dict[str, dict[str, Any]]:
     """["mig.num_train=all", ...] -> {"mig": {"num_train": "all"}} (values read as by --set)."""
     from vaelab.config import ConfigError, parse_override
@@ -55,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated metric names; 'default' (the end-of-training suite) or 'all' "
         "(`vaelab list metrics` shows the names)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the metrics' sampling")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the metrics' sampling")
     parser.add_argument("--device", default=None, help="encoding device (default: cuda if available)")
     parser.add_argument("--batch-size", type=_positive, default=1024,
                         help="images per encoder call")
@@ -66,6 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a metric's protocol option, e.g. mig.num_train=all (every item "
                         "once) or dci.num_train=2000; repeatable")
     parser.add_argument("--quiet", action="store_true", help="no per-metric progress lines")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="checkpoint file (default RUN/checkpoints/last.ckpt)")
     parser.set_defaults(func=run)
 
 
@@ -75,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     scores = evaluate_run(args.run, metrics=args.metrics, seed=args.seed, device=args.device,
                           progress=not args.quiet, batch_size=args.batch_size,
-                          precision=args.precision, options=parse_options(args.option))
+                          precision=args.precision, options=parse_options(args.option),
+                          checkpoint=args.checkpoint)
     print_scores(scores, title=f"metrics of {args.run} (seed {args.seed})")
     return 0

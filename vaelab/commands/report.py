@@ -17,6 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", help="output file (default RUN/report.html, or ./report.html for several runs)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="one run only: judge its pictures against this checkpoint instead "
+                        "of RUN/checkpoints/last.ckpt (the report names it)")
     parser.set_defaults(func=run)
 
 
@@ -28,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
         print(write_sweep_report(args.runs[0], out=args.out, overwrite=args.overwrite))
         return 0
 
-    print(write_report(args.runs, out=args.out, overwrite=args.overwrite))
+    print(write_report(args.runs, out=args.out, overwrite=args.overwrite,
+                       checkpoint=args.checkpoint))
     return 0

@@ -23,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--variation", choices=["VAE", "B-VAE"],
                         help="with an .ini/.cfg config: train the plain VAE or the beta-VAE")
     parser.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="with --resume: continue from this checkpoint (default "
+                        "RUN/checkpoints/last.ckpt); the later checkpoints and the logs are "
+                        "kept in RUN/checkpoints/before-resume-from-NAME/")
     parser.add_argument("--no-eval", action="store_true", help="skip the metrics at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -48,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         out=args.out,
         resume=args.resume,
+        checkpoint=args.checkpoint,
         variation=args.variation,
         evaluate=not args.no_eval,
     )

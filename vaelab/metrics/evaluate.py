@@ -87,7 +87,9 @@ def metric_protocol(name: str, options: dict[str, Any] | None = None) -> dict[st
         raise ValueError(
             f"metric {name!r} has no option {unknown[0]!r}; its options: {', '.join(protocol)}"
         )
-    protocol.update(options or {})
+    from vaelab.metrics.options import check_metric_option
+
+    protocol.update({k: check_metric_option(name, func, k, v) for k, v in (options or {}).items()})
     return protocol
 
 
@@ -129,7 +131,7 @@ def evaluate(
             result = func(truth, None, np.random.default_rng(seed), **settings[name])
         except BaseException:
             if progress:
-                print("failed", file=sys.stderr, flush=True)
+                print(_stopped_word(), file=sys.stderr, flush=True)
             raise
         seconds = time.perf_counter() - start
         result = {key: float(value) for key, value in result.items()}
@@ -150,6 +152,12 @@ def evaluate(
             on_metric(name, result, entry)
     return scores, protocol
 
+
+
+def _stopped_word() -> str:
+    """What the progress line says when a metric raised: "interrupted" for Ctrl-C (the scores
+    of the metrics before it are saved), "failed" for an error."""
+    return "interrupted" if isinstance(sys.exc_info()[1], KeyboardInterrupt) else "failed"
 
 def format_scores(scores: dict[str, float], title: str = "") -> str:
     """A two-column text table of scores, in the given order."""

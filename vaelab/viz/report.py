@@ -40,7 +40,8 @@ PICTURE_SUFFIXES = {
 # that exists is shown, the others are the same picture made elsewhere (left out).
 PICTURE_GROUPS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("Reconstructions", (("plots/reconstruct.png", "reconstructions.png"),)),
-    ("Traversals", (("plots/reconstruct_traverse.png",), ("plots/prior_traversals.png",),
+    ("Traversals", (("plots/reconstruct_traverse.png",),
+                    ("plots/prior_traversals.png", "prior_traversals.png"),
                     ("plots/posterior_traversals.png",), ("plots/posterior_traversals.gif",),
                     ("training.gif",))),
     ("Samples", (("plots/samples.png", "samples.png"), ("cluster_samples.png",))),
@@ -52,6 +53,8 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ccc; padding-bottom: .2em; }
 h3 { margin: .8em 0 .3em; }
+ul.headline { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .4em 2em;
+  font-size: 1.1em; }
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -200,9 +203,10 @@ def _pictures(run_dir: Path, log: Mapping[str, Any],
     return groups, skipped
 
 
-def stale_plots(run_dir: Path) -> list[str]:
-    """The pictures under plots/ older than checkpoints/last.ckpt (drawn from an earlier model)."""
-    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+def stale_plots(run_dir: Path, checkpoint: Path | None = None) -> list[str]:
+    """The pictures under plots/ older than checkpoints/last.ckpt, or `checkpoint` (drawn from
+    an earlier model)."""
+    checkpoint = Path(checkpoint) if checkpoint else run_dir / "checkpoints" / "last.ckpt"
     plots = run_dir / "plots"
     if not checkpoint.is_file() or not plots.is_dir():
         return []
@@ -262,7 +266,8 @@ def _details(title: str, body: str) -> str:
     return f"<details><summary>{html.escape(title)}</summary>{body}</details>"
 
 
-def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
+def _run_section(index: int, run_dir: Path, checkpoint: Path | None = None
+                 ) -> tuple[str, dict[str, Any]]:
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a vaelab run directory: config.json is missing")
@@ -278,6 +283,7 @@ def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
     parts = [
         f'<section id="run-{index}"><h2>{html.escape(str(name))}</h2>',
         f'<p class="note">{html.escape(str(run_dir.resolve()))}</p>',
+        headline_numbers(scores, summary, log, run_dir, index),
     ]
     parts.append('<div class="groups">')
     for title, figures in groups:
@@ -289,7 +295,10 @@ def _run_section(index: int, run_dir: Path) -> tuple[str, dict[str, Any]]:
                      "RUN all</code>)</p>")
     if skipped:
         parts.append(f'<p class="note">unreadable, left out: {html.escape(", ".join(skipped))}</p>')
-    stale = stale_plots(run_dir)
+    stale = stale_plots(run_dir, checkpoint)
+    if checkpoint:
+        parts.append(f'<p class="note">pictures judged against the checkpoint '
+                     f'{html.escape(str(checkpoint))}</p>')
     if stale:
         parts.append(f'<p class="note stale">made before the last checkpoint (the run was '
                      f'trained on since): {html.escape(", ".join(stale))}; redraw them with '
@@ -386,7 +395,8 @@ def _comparison(runs: list[dict[str, Any]]) -> str:
     )
 
 
-def build_report(run_dirs: list[str | os.PathLike]) -> str:
+def build_report(run_dirs: list[str | os.PathLike], checkpoint: str | os.PathLike | None = None
+                 ) -> str:
     """The report HTML of one or more runs.
 
     Raises:
@@ -400,7 +410,7 @@ def build_report(run_dirs: list[str | os.PathLike]) -> str:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise FileNotFoundError(f"no run directory at {run_dir}")
-        section, values = _run_section(index, run_dir)
+        section, values = _run_section(index, run_dir, _report_checkpoint(checkpoint, run_dirs))
         sections.append(section)
         runs.append(values)
     title = "vaelab report: " + ", ".join(r["name"] for r in runs)
@@ -419,6 +429,7 @@ def write_report(
     run_dirs: list[str | os.PathLike],
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Path:
     """Writes `report.html` (default: inside the run for one run, `./report.html` for several).
 
@@ -428,7 +439,8 @@ def write_report(
     """
     if out is None:
         out = Path(run_dirs[0]) / "report.html" if len(run_dirs) == 1 else Path("report.html")
-    return write_page(Path(out), lambda: build_report(run_dirs), overwrite)
+    _report_checkpoint(checkpoint, run_dirs)  # a bad choice is refused before any work
+    return write_page(Path(out), lambda: build_report(run_dirs, checkpoint), overwrite)
 
 
 def write_page(out: Path, build: Any, overwrite: bool) -> Path:
@@ -436,9 +448,59 @@ def write_page(out: Path, build: Any, overwrite: bool) -> Path:
     file unless `overwrite` (checked before building, so nothing is computed for nothing)."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    from vaelab.rundir import check_writable
+
+    check_writable(out, "choose another --out", what="the report to ")
     page = build()
     try:
         atomic_write_text(out, page)
     except OSError as error:
         raise VaelabError(f"cannot write the report to {out}: {error}") from error
     return out
+
+
+def _report_checkpoint(checkpoint: str | os.PathLike | None, run_dirs: list[Any]) -> Path | None:
+    """`vaelab report --checkpoint FILE`: one run only, and FILE must exist."""
+    if checkpoint is None:
+        return None
+    if len(run_dirs) != 1:
+        raise VaelabError("--checkpoint applies to the report of one run; give one RUN")
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    return Path(checkpoint)
+
+
+# The numbers a report of one run opens with, before the pictures: (label, score keys tried in
+# order, what a model that learned nothing scores). Reconstruction comes from summary.json.
+HEADLINE_NUMBERS = (
+    ("MIG", ("mig",), "0"),
+    ("DCI disentanglement", ("dci.disentanglement", "dci_fast.disentanglement"), "0"),
+    ("active latents", ("active_units",), "0"),
+)
+
+
+def headline_numbers(scores: Mapping[str, Any], summary: Mapping[str, Any],
+                     log: Mapping[str, Any], run_dir: Path, index: int) -> str:
+    """The run's headline: MIG, DCI, reconstruction and active latents, each beside its
+    baseline (what a model that learned nothing scores; for the reconstruction, the run's
+    own first logged value), or where they are missing the command that computes them."""
+    items = []
+    for label, keys, nothing in HEADLINE_NUMBERS:
+        key = next((k for k in keys if isinstance(scores.get(k), (int, float))), None)
+        if key is not None:
+            items.append(f"<li><b>{html.escape(label)}</b> {float(scores[key]):.3f} "
+                         f'<span class="note">({html.escape(key)}; learned nothing: {nothing})'
+                         "</span></li>")
+    final = summary.get("final") if isinstance(summary.get("final"), Mapping) else {}
+    recon = final.get("recon")
+    if isinstance(recon, (int, float)):
+        first = log.get("recon")
+        start = (f"; at the first log row: {float(first[0]):.4g}"
+                 if first is not None and len(first) and np.isfinite(first[0]) else "")
+        items.append(f"<li><b>reconstruction</b> {float(recon):.4g} <span class=\"note\">(loss "
+                     f"per image, mean of the last log interval{start})</span></li>")
+    if not any(isinstance(scores.get(k), (int, float)) for _, keys, _ in HEADLINE_NUMBERS
+               for k in keys):
+        items.append(f"<li class=\"note\">no disentanglement scores yet: run <code>vaelab eval "
+                     f"{html.escape(str(run_dir))}</code></li>")
+    return f'<ul class="headline" id="headline-{index}">{"".join(items)}</ul>'
