@@ -139,7 +139,7 @@ def test_the_ground_floor_imports_only_the_errors():
 def test_a_planted_cycle_and_a_planted_layer_breach_are_seen():
     graph = import_graph()
     graph["vaelab.runs"].add("vaelab.evaluation")  # evaluation imports runs: a cycle
-    assert ["vaelab.evaluation", "vaelab.runs"] in cycles(graph)
+    assert any({"vaelab.evaluation", "vaelab.runs"} <= set(c) for c in cycles(graph))
 
 
 def test_the_engine_chooses_no_pictures_scores_or_loggers():

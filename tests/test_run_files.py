@@ -88,4 +88,6 @@ def test_the_workflow_writes_the_whole_config_before_training(tmp_path, tiny):
     assert whole.objective.config.latent_dim == 5
     assert resolve_run_config(whole, (1, 32, 32)) == whole
     vaelab.train(config=config, out=tmp_path, verbose=False, pictures=False, evaluate=False)
-    assert json.loads((tmp_path / "tiny" / "config.json").read_text()) == whole.to_dict()
+    written = json.loads((tmp_path / "tiny" / "config.json").read_text())
+    assert written.pop("format_version") == 1 and written.pop("vaelab_version") == vaelab.__version__
+    assert written == whole.to_dict()
