@@ -29,6 +29,7 @@ MET = ["tests/metrics/test_known_answers.py", "tests/metrics/test_info.py",
        "tests/metrics/test_mig_chen.py", "tests/metrics/test_metrics.py"]
 DIST = ["tests/test_distributions.py", "tests/objectives/test_terms.py"]
 GM = ["tests/objectives/test_gmvae.py", "tests/metrics/test_clusters.py"]
+DIP = ["tests/objectives/test_dip.py"]
 
 # (name, file, original snippet, mutated snippet, test files)
 MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
@@ -214,6 +215,22 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("fastconv: auto also replaces fp32 kernels", "vaelab/models/fastconv.py",
      "        if mode == \"auto\" and not torch.is_autocast_enabled(\"cpu\"):",
      "        if False:", ["tests/models/test_fastconv.py"]),
+    # -- DIP-VAE (issue 33): the planted bugs
+    ("dip: diagonal term dropped", "vaelab/objectives/dip.py",
+     '"dip": lambda_od * off + lambda_d * diag', '"dip": lambda_od * off', DIP),
+    ("dip: covariance of the sampled z instead of mu", "vaelab/objectives/dip.py",
+     "cov = self.covariance(VAEOutput(mu=out.mu.float(),",
+     "cov = self.covariance(VAEOutput(mu=out.z.float(),", DIP),
+    ("dip: unbiased covariance (ddof 1)", "vaelab/objectives/dip.py",
+     "return centered.T @ centered / mu.shape[0]",
+     "return centered.T @ centered / (mu.shape[0] - 1)", DIP),
+    ("dip: means not centred", "vaelab/objectives/dip.py",
+     "centered = mu - mu.mean(dim=0, keepdim=True)", "centered = mu", DIP),
+    ("dip-ii: E[sigma^2] dropped", "vaelab/objectives/dip.py",
+     "return covariance_of_means(mu) + torch.diag(logvar.exp().mean(dim=0))",
+     "return covariance_of_means(mu)", DIP),
+    ("dip: diagonal pulled to 0 instead of 1", "vaelab/objectives/dip.py",
+     "diag = (diagonal - 1.0).pow(2).sum()", "diag = diagonal.pow(2).sum()", DIP),
 ]
 
 
