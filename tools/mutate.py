@@ -30,6 +30,7 @@ MET = ["tests/metrics/test_known_answers.py", "tests/metrics/test_info.py",
 DIST = ["tests/test_distributions.py", "tests/objectives/test_terms.py"]
 GM = ["tests/objectives/test_gmvae.py", "tests/metrics/test_clusters.py"]
 DIP = ["tests/objectives/test_dip.py"]
+UDR = ["tests/metrics/test_udr.py"]
 
 # (name, file, original snippet, mutated snippet, test files)
 MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
@@ -231,6 +232,22 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "return covariance_of_means(mu)", DIP),
     ("dip: diagonal pulled to 0 instead of 1", "vaelab/objectives/dip.py",
      "diag = (diagonal - 1.0).pow(2).sum()", "diag = diagonal.pow(2).sum()", DIP),
+    # -- UDR (issue 33)
+    ("udr: max not squared", "vaelab/metrics/udr.py",
+     "columns = np.nan_to_num(matrix.max(axis=0) ** 2 / matrix.sum(axis=0))",
+     "columns = np.nan_to_num(matrix.max(axis=0) / matrix.sum(axis=0))", UDR),
+    ("udr: KL filter ignored", "vaelab/metrics/udr.py",
+     "            mask &= np.asarray(active, dtype=bool)", "            mask &= True", UDR),
+    ("udr: mean instead of median", "vaelab/metrics/udr.py",
+     "np.median(np.delete(pairs[:, j], j))", "np.mean(np.delete(pairs[:, j], j))", UDR),
+    ("udr: signed Spearman", "vaelab/metrics/udr.py",
+     "return np.abs(ranks_a.T @ ranks_b / len(codes_a))",
+     "return ranks_a.T @ ranks_b / len(codes_a)", UDR),
+    ("udr: paper average over 2 d_b", "vaelab/metrics/udr.py",
+     "(len(columns) + len(rows))", "(2 * len(columns))", UDR),
+    ("udr: codes not standardised", "vaelab/metrics/udr.py",
+     "a = _standardise(np.asarray(codes_a, dtype=np.float64)[:, masks[0]])",
+     "a = np.asarray(codes_a, dtype=np.float64)[:, masks[0]]", UDR),
 ]
 
 
