@@ -13,6 +13,7 @@ from vaelab.config import ConfigError, RunConfig, TrainConfig
 from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
 from vaelab.factory import create_model, create_objective
 from vaelab.metrics import evaluate_run
+from vaelab.metrics.scoring import score
 from vaelab.runs import Run, load_run
 from vaelab.viz import make_plots, write_report
 from vaelab.workflow import build_run_config, train
@@ -33,6 +34,7 @@ __all__ = [
     "load_dataset",
     "load_run",
     "make_plots",
+    "score",
     "train",
     "write_report",
 ]
