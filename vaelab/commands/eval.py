@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from vaelab.metrics.evaluate import evaluate_run, print_scores
 
     if args.bootstrap == 1:  # before any work
-        raise ValueError("--bootstrap needs at least 2 resamples, got 1")
+        from vaelab.errors import VaelabError
+
+        raise VaelabError("--bootstrap needs at least 2 resamples, got 1")
     scores = evaluate_run(args.run, metrics=args.metrics, seed=args.seed, device=args.device,
                           progress=not args.quiet, batch_size=args.batch_size,
                           precision=args.precision, options=parse_options(args.option))

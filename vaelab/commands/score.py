@@ -60,20 +60,27 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vaelab.commands.eval import parse_options
+    from vaelab.errors import VaelabError
     from vaelab.metrics.evaluate import print_scores
     from vaelab.metrics.scoring import score, write_score_file
 
     if args.dataset and args.factors:
-        raise ValueError("give either --dataset or --factors, not both")
+        raise VaelabError("give either --dataset or --factors, not both")
     if args.data_option and not args.dataset:
-        raise ValueError("--data-option configures --dataset; give --dataset NAME too")
+        raise VaelabError("--data-option configures --dataset; give --dataset NAME too")
+    if args.bootstrap == 1:
+        raise VaelabError("--bootstrap needs at least 2 resamples, got 1")
     codes = Path(args.codes)
     out = Path(args.out) if args.out else codes.with_suffix(".metrics.json")
     if out.exists() and not args.overwrite:  # before any work
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it or --out")
-    result = score(codes, dataset=args.dataset, factors=args.factors, metrics=args.metrics,
-                   seed=args.seed, options=parse_options(args.option), bootstrap=args.bootstrap,
-                   progress=not args.quiet, data_options=_data_options(args.data_option))
+    try:
+        result = score(codes, dataset=args.dataset, factors=args.factors, metrics=args.metrics,
+                       seed=args.seed, options=parse_options(args.option),
+                       bootstrap=args.bootstrap, progress=not args.quiet,
+                       data_options=_data_options(args.data_option))
+    except ValueError as error:  # mismatched lengths, bad shapes: one clear line
+        raise VaelabError(f"{error} (scoring {codes})") from None
     write_score_file(out, result, overwrite=args.overwrite)
     print_scores(result.scores, title=f"metrics of {codes} (seed {args.seed})",
                  intervals=result.intervals)
