@@ -75,14 +75,6 @@ def dip_penalty(cov: Tensor, lambda_od: float, lambda_d: float) -> dict[str, Ten
     return {"dip": lambda_od * off + lambda_d * diag, "dip_od": off, "dip_d": diag}
 
 
-def _check(config: DIPConfig | DIPIIConfig) -> None:
-    check_likelihood(config.likelihood)
-    for name in ("lambda_od", "lambda_d_factor"):
-        value = getattr(config, name)
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-
-
 @dataclass(frozen=True, kw_only=True)
 class DIPConfig:
     """DIP-VAE-I: the covariance of the posterior means pushed towards I."""
@@ -92,7 +84,11 @@ class DIPConfig:
     lambda_d_factor: float = 10.0  # lambda_d = lambda_d_factor * lambda_od (disentanglement_lib)
 
     def __post_init__(self) -> None:
-        _check(self)
+        check_likelihood(self.likelihood)
+        for name in ("lambda_od", "lambda_d_factor"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
 
     @property
     def lambda_d(self) -> float:
@@ -100,19 +96,10 @@ class DIPConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DIPIIConfig:
+class DIPIIConfig(DIPConfig):
     """DIP-VAE-II: the covariance of the aggregate posterior pushed towards I."""
 
-    likelihood: str = "bernoulli"  # "bernoulli" | "laplace" | "gaussian"
-    lambda_od: float = 10.0  # weight of the off-diagonal entries, >= 0
     lambda_d_factor: float = 1.0  # lambda_d = lambda_d_factor * lambda_od (disentanglement_lib)
-
-    def __post_init__(self) -> None:
-        _check(self)
-
-    @property
-    def lambda_d(self) -> float:
-        return self.lambda_d_factor * self.lambda_od
 
 
 @OBJECTIVES.register("dip_vae_i")
