@@ -248,6 +248,16 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("udr: codes not standardised", "vaelab/metrics/udr.py",
      "a = _standardise(np.asarray(codes_a, dtype=np.float64)[:, masks[0]])",
      "a = np.asarray(codes_a, dtype=np.float64)[:, masks[0]]", UDR),
+    # -- dlib_conv, vaelab score and bootstrap intervals (issue 33)
+    ("dlib_conv: 4x4 kernels throughout by default", "vaelab/models/dlib.py",
+     "encoder_kernels: tuple[int, int, int, int] = (4, 4, 2, 2)",
+     "encoder_kernels: tuple[int, int, int, int] = (4, 4, 4, 4)", ["tests/models/test_dlib.py"]),
+    ("dlib_conv: no padding (TF 'valid')", "vaelab/models/dlib.py",
+     "stride=2, padding=(k - 2) // 2)", "stride=2, padding=0)", ["tests/models/test_dlib.py"]),
+    ("score: codes split like arrays, not drawn as eval draws", "vaelab/metrics/scoring.py",
+     "        return False", "        return True", ["tests/test_score.py"]),
+    ("bootstrap: one-sided tail", "vaelab/metrics/scoring.py",
+     "tail = 100 * (1 - level) / 2", "tail = 100 * (1 - level)", ["tests/test_score.py"]),
 ]
 
 
