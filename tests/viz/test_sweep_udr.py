@@ -61,6 +61,10 @@ def test_udr_columns_and_interval_bars(tmp_path, monkeypatch):
     # the codes are cached with the step; a second report reuses them
     cached = sorted(p.name for p in (sweep / ".sweep" / "udr").iterdir())
     assert cached == [f"beta={b}-seed={s}.npz" for b in (1, 4) for s in (1, 2)]
+    table = (sweep / "udr.csv").read_text().splitlines()
+    assert table[0] == "trial,udr_lasso,udr_spearman" and len(table) == 5
+    assert float(table[1].split(",")[1]) == pytest.approx(
+        lasso[table[1].split(",")[0].split("-")[0]][0])
     assert "udr_lasso" not in sweep_report.build_sweep_report(sweep, udr=False)
 
 

@@ -145,7 +145,8 @@ def _trial_intervals(sweep_dir: Path, trial: str) -> dict[str, Any]:
 
 def _add_udr(sweep_dir: Path, rows: list[dict[str, str]], settings: list[str],
              columns: list[str]) -> tuple[list[str], str]:
-    """UDR columns (`vaelab.sweep.udr`) added to the rows in place; (new columns, a note)."""
+    """UDR columns (`vaelab.sweep.udr`) added to the rows in place and written to
+    SWEEP/udr.csv; (new columns, a note)."""
     from vaelab.sweep.udr import setting_udr
 
     results, notes = setting_udr(sweep_dir, rows, settings)
@@ -155,6 +156,10 @@ def _add_udr(sweep_dir: Path, rows: list[dict[str, str]], settings: list[str],
     for row in rows:
         for key, value in results.get(row["trial"], {}).items():
             row[key] = repr(value)
+    from vaelab.runs import atomic_write_text
+
+    atomic_write_text(sweep_dir / "udr.csv", "trial,udr_lasso,udr_spearman\n" + "".join(
+        f"{trial},{v['udr_lasso']!r},{v['udr_spearman']!r}\n" for trial, v in results.items()))
     note = ("UDR (Duan et al., 2020): each trial's agreement with the other seeds of its "
             "setting, on 1,000 shared points (disentanglement_lib's protocol)")
     if notes:
