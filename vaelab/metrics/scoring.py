@@ -226,7 +226,7 @@ def score(codes: Any, dataset: Any = None, factors: Any = None, *,
         if logvar is None:
             logvar = stored.get("logvar")
     if bootstrap and bootstrap < 2:
-        raise ValueError(f"--bootstrap needs at least 2 resamples, got {bootstrap}")
+        raise ValueError(f"bootstrap needs at least 2 resamples, got {bootstrap}")
     if dataset is not None and factors is not None:
         raise ValueError("give either a dataset or factors, not both")
     described = ""
