@@ -123,6 +123,13 @@ def test_bad_inputs_are_refused_clearly(encoded, tmp_path, capsys):
     assert "either --dataset or --factors" in error(str(codes), "--dataset", "toy_squares",
                                                      "--factors", str(codes))
     assert "at least 2" in error(str(codes), "--bootstrap", "1")
+    assert "give --dataset NAME too" in error(str(codes), "--data-option", "image_size=32")
+    assert "bogus" in error(str(codes), "--dataset", "toy_squares", "--data-option", "bogus=1")
+    # 64x64 toy_squares has 192 items too, but other images: accepted (the rows are items)
+    assert main(["score", str(codes), "--dataset", "toy_squares", "--data-option",
+                 "image_size=64", "--metrics", "active_units", "--quiet", "--out",
+                 str(tmp_path / "ok.json")]) == 0
+    assert json.loads((tmp_path / "ok.json").read_text())["protocol"]["scored_on"] == "toy_squares"
     assert "unknown" in error(str(codes), "--dataset", "no_such_data")
     np.savez(tmp_path / "short.npz", codes=np.zeros((5, 4)))
     assert "mismatched lengths" in error(str(tmp_path / "short.npz"), "--dataset", "toy_squares")
