@@ -103,3 +103,48 @@ def test_bad_input_is_refused():
         udr([GRID, GRID], correlation="pearson")
     with pytest.raises(ValueError, match="NaN"):
         udr([GRID, np.full_like(GRID, np.nan)])
+
+
+def _dlib_reference(codes, kls, correlation):
+    """disentanglement_lib's compute_udr_sklearn steps, written out independently: standardise
+    every latent, zero the uninformative ones, the full similarity matrix, then the KL filter,
+    then relative strength with nanmean / nan_to_num, then the column medians."""
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import Lasso
+    from sklearn.preprocessing import StandardScaler
+
+    reps = [StandardScaler().fit_transform(c) * (k > 0.01) for c, k in zip(codes, kls)]
+    masks = [k > 0.01 for k in kls]
+    m = len(codes)
+    pairs = np.zeros((m, m))
+    for i in range(m):
+        for j in range(m):
+            if i == j:
+                continue
+            if correlation == "lasso":
+                matrix = np.abs(Lasso(alpha=0.1, random_state=0).fit(reps[i], reps[j]).coef_).T
+            else:
+                d = reps[i].shape[1]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    matrix = np.abs(np.array([[spearmanr(reps[i][:, a], reps[j][:, b])[0]
+                                               for b in range(d)] for a in range(d)]))
+            matrix = matrix[masks[i]][:, masks[j]]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                x = np.nanmean(np.nan_to_num(matrix.max(0) ** 2 / matrix.sum(0)))
+                y = np.nanmean(np.nan_to_num(matrix.max(1) ** 2 / matrix.sum(1)))
+            pairs[i, j] = (x + y) / 2
+    return np.array([np.median(np.delete(pairs[:, j], j)) for j in range(m)])
+
+
+@pytest.mark.parametrize("correlation", ["lasso", "spearman"])
+def test_matches_disentanglement_libs_procedure_on_random_codes(correlation):
+    rng = np.random.default_rng(3)
+    factors = rng.normal(size=(300, 4))
+    codes, kls = [], []
+    for model in range(3):
+        mixing = np.eye(4) + 0.3 * rng.normal(size=(4, 4))
+        noise = 0.2 * rng.normal(size=(300, 4))
+        codes.append(np.concatenate([factors @ mixing + noise, rng.normal(size=(300, 1))], 1))
+        kls.append(np.array([1.0, 0.5, 2.0, 0.8, 0.001 if model != 1 else 0.3]))
+    expected = _dlib_reference(codes, kls, correlation)
+    assert udr(codes, kls, correlation=correlation).scores == pytest.approx(expected, abs=1e-6)

@@ -62,3 +62,15 @@ def test_tensorflow_initialisation_zero_biases():
 def test_bad_geometry_is_refused(bad):
     with pytest.raises((ValueError, ConfigError)):
         create_model("dlib_conv", **bad)
+
+
+def test_metrics_encoder_packs_the_convolutions_and_gives_the_same_codes():
+    from vaelab.metrics.ground_truth import model_encoder
+
+    model = create_model("dlib_conv").eval()
+    x = torch.rand(8, 1, 64, 64)
+    encode = model_encoder(model)
+    mu, logvar = encode(x)
+    expected_mu, expected_logvar = model.encode(x)
+    assert torch.allclose(mu, expected_mu, atol=1e-5)
+    assert torch.allclose(logvar, expected_logvar, atol=1e-5)
