@@ -277,13 +277,14 @@ def write_score_file(path: str | Path, result: ScoreResult, overwrite: bool = Fa
 def run_intervals(run: Any, metrics: str | Sequence[str] | None = "default", seed: int = 0,
                   resamples: int = 100, *, device: str | None = None,
                   options: dict[str, dict[str, Any]] | None = None, batch_size: int = 1024,
-                  precision: str = "fp32", level: float = 0.95,
-                  progress: bool = False) -> dict[str, tuple[float, float]]:
+                  precision: str = "fp32", level: float = 0.95, progress: bool = False,
+                  checkpoint: str | Path | None = None) -> dict[str, tuple[float, float]]:
     """Bootstrap intervals of a run's metrics, merged into `RUN/metrics.json` ("intervals" and
     protocol "bootstrap"); the scores themselves are `vaelab eval`'s and stay as they are.
 
     The metrics scored on the held-out split by `vaelab eval` (`evaluate.HELD_OUT`) are
-    resampled on that split here too; clustering scores get no interval.
+    resampled on that split here too; clustering scores get no interval. `checkpoint`: score
+    that checkpoint instead of the run's last (as `vaelab eval` scored it).
     """
     import torch
 
@@ -296,7 +297,7 @@ def run_intervals(run: Any, metrics: str | Sequence[str] | None = "default", see
     if not isinstance(run, Run):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        run = load_run(run, device=str(device))
+        run = load_run(run, checkpoint=checkpoint, device=str(device))
     path = Path(run.dir) / "metrics.json"
     _read_metrics(path)  # a corrupt file fails before any work
     dataset = run.dataset()
