@@ -26,7 +26,8 @@ def test_list_commands(capsys):
     assert main(["list", "objectives"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines][:3] == ["annealed_vae", "beta_tcvae", "beta_vae"]
-    assert "beta_tcvae    takes VAEOutput; models: burgess, conv, nonsyn_burgess, seed_vae" in lines
+    assert ("beta_tcvae    takes VAEOutput; models: burgess, conv, dlib_conv, nonsyn_burgess, "
+            "seed_vae") in lines
     assert "gmvae         takes GMVAEOutput; models: gmvae" in lines
     assert main(["list", "models"]) == 0
     models = capsys.readouterr().out.splitlines()

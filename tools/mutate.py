@@ -32,6 +32,8 @@ GM = ["tests/objectives/test_gmvae.py", "tests/models/test_gmvae_model.py",
       "tests/metrics/test_clusters.py"]
 CONTRACT_LOSS = ["tests/test_contract.py::test_loss_gives_every_parameter_a_finite_gradient"]
 MODEL_CONTRACT = ["tests/models/test_model_contract.py"]
+DIP = ["tests/objectives/test_dip.py"]
+UDR = ["tests/metrics/test_udr.py"]
 
 # (name, file, original snippet, mutated snippet, test files)
 MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
@@ -293,6 +295,48 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("eval: an interrupted metric called failed", "vaelab/metrics/evaluate.py",
      "isinstance(sys.exc_info()[1], KeyboardInterrupt)", "isinstance(sys.exc_info()[1], OSError)",
      ["tests/test_choose_checkpoint.py"]),
+    # -- DIP-VAE (issue 33): the planted bugs
+    ("dip: diagonal term dropped", "vaelab/objectives/dip.py",
+     '"dip": lambda_od * off + lambda_d * diag', '"dip": lambda_od * off', DIP),
+    ("dip: covariance of the sampled z instead of mu", "vaelab/objectives/dip.py",
+     "cov = self.covariance(VAEOutput(mu=out.mu.float(),",
+     "cov = self.covariance(VAEOutput(mu=out.z.float(),", DIP),
+    ("dip: unbiased covariance (ddof 1)", "vaelab/objectives/dip.py",
+     "return centered.T @ centered / mu.shape[0]",
+     "return centered.T @ centered / (mu.shape[0] - 1)", DIP),
+    ("dip: means not centred", "vaelab/objectives/dip.py",
+     "centered = mu - mu.mean(dim=0, keepdim=True)", "centered = mu", DIP),
+    ("dip-ii: E[sigma^2] dropped", "vaelab/objectives/dip.py",
+     "return covariance_of_means(mu) + torch.diag(logvar.exp().mean(dim=0))",
+     "return covariance_of_means(mu)", DIP),
+    ("dip: diagonal pulled to 0 instead of 1", "vaelab/objectives/dip.py",
+     "diag = (diagonal - 1.0).pow(2).sum()", "diag = diagonal.pow(2).sum()", DIP),
+    # -- UDR (issue 33)
+    ("udr: max not squared", "vaelab/metrics/udr.py",
+     "columns = np.nan_to_num(matrix.max(axis=0) ** 2 / matrix.sum(axis=0))",
+     "columns = np.nan_to_num(matrix.max(axis=0) / matrix.sum(axis=0))", UDR),
+    ("udr: KL filter ignored", "vaelab/metrics/udr.py",
+     "            mask &= np.asarray(active, dtype=bool)", "            mask &= True", UDR),
+    ("udr: mean instead of median", "vaelab/metrics/udr.py",
+     "np.median(np.delete(pairs[:, j], j))", "np.mean(np.delete(pairs[:, j], j))", UDR),
+    ("udr: signed Spearman", "vaelab/metrics/udr.py",
+     "return np.abs(ranks_a.T @ ranks_b / len(codes_a))",
+     "return ranks_a.T @ ranks_b / len(codes_a)", UDR),
+    ("udr: paper average over 2 d_b", "vaelab/metrics/udr.py",
+     "(len(columns) + len(rows))", "(2 * len(columns))", UDR),
+    ("udr: codes not standardised", "vaelab/metrics/udr.py",
+     "a = _standardise(np.asarray(codes_a, dtype=np.float64)[:, masks[0]])",
+     "a = np.asarray(codes_a, dtype=np.float64)[:, masks[0]]", UDR),
+    # -- dlib_conv, vaelab score and bootstrap intervals (issue 33)
+    ("dlib_conv: 4x4 kernels throughout by default", "vaelab/models/dlib.py",
+     "encoder_kernels: tuple[int, int, int, int] = (4, 4, 2, 2)",
+     "encoder_kernels: tuple[int, int, int, int] = (4, 4, 4, 4)", ["tests/models/test_dlib.py"]),
+    ("dlib_conv: no padding (TF 'valid')", "vaelab/models/dlib.py",
+     "stride=2, padding=(k - 2) // 2)", "stride=2, padding=0)", ["tests/models/test_dlib.py"]),
+    ("score: codes split like arrays, not drawn as eval draws", "vaelab/metrics/scoring.py",
+     "        return False", "        return True", ["tests/test_score.py"]),
+    ("bootstrap: one-sided tail", "vaelab/metrics/scoring.py",
+     "tail = 100 * (1 - level) / 2", "tail = 100 * (1 - level)", ["tests/test_score.py"]),
 ]
 
 

@@ -20,6 +20,7 @@ from vaelab.data import DataError, FactorDataset, ImageDataset, load_dataset
 from vaelab.encoding import encode_images
 from vaelab.factory import create_model, create_objective
 from vaelab.evaluation import evaluate_run
+from vaelab.metrics.scoring import score
 from vaelab.runs import Run, load_run
 from vaelab.plotting import make_plots
 from vaelab.viz import write_report
@@ -42,6 +43,7 @@ __all__ = [
     "load_dataset",
     "load_run",
     "make_plots",
+    "score",
     "train",
     "write_report",
 ]

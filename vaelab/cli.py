@@ -17,6 +17,7 @@ COMMANDS = [
     "vaelab.commands.listing",
     "vaelab.commands.show",
     "vaelab.commands.encode",
+    "vaelab.commands.score",
     "vaelab.commands.experiment",
     "vaelab.commands.sweep",
     "vaelab.commands.import_disvae",

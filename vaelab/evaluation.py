@@ -12,7 +12,6 @@ metric and merged with what is there (`vaelab.runs.merge_metrics`).
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -25,24 +24,13 @@ import torch
 from vaelab.data.base import FactorDataset
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_file
-from vaelab.metrics.evaluate import HELD_OUT, evaluate, resolve_metric_names
+from vaelab.metrics.evaluate import HELD_OUT, evaluate, library_versions, resolve_metric_names
 from vaelab.metrics.ground_truth import as_ground_truth, model_encoder
 from vaelab.registry import DATASETS
 from vaelab.rundir import check_writable
 from vaelab.runs import Run, load_run, merge_metrics, read_metrics
 
-__all__ = ["encode_run", "evaluate_run", "held_out_split"]
-
-
-def _versions() -> dict[str, str]:
-    import scipy
-    import sklearn
-
-    from vaelab._version import __version__
-
-    return {"vaelab": __version__, "python": platform.python_version(),
-            "numpy": np.__version__, "scipy": scipy.__version__,
-            "scikit-learn": sklearn.__version__, "torch": torch.__version__}
+__all__ = ["encode_run", "evaluate_run", "held_out_split", "run_intervals"]
 
 
 
@@ -117,7 +105,7 @@ def evaluate_run(
 
     def save(name: str, result: dict[str, float], entry: dict[str, Any]) -> None:
         merge_metrics(run.dir, result, section="metrics", name=name, entry=entry, protocol={
-            "versions": _versions(), "seed": seed, "dataset": getattr(dataset, "name", ""),
+            "versions": library_versions(), "seed": seed, "dataset": getattr(dataset, "name", ""),
             "device": str(run.device), "encoder_precision": precision,
             "checkpoint_step": run.step})
 
@@ -214,3 +202,44 @@ def encode_run(run_dir: str | os.PathLike, out: str | os.PathLike, split: str | 
     return out
 
 
+def run_intervals(run: Any, metrics: str | Sequence[str] | None = "default", seed: int = 0,
+                  resamples: int = 100, *, device: str | None = None,
+                  options: dict[str, dict[str, Any]] | None = None, batch_size: int = 1024,
+                  precision: str = "fp32", level: float = 0.95, progress: bool = False,
+                  checkpoint: str | Path | None = None) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals of a run's metrics, merged into `RUN/metrics.json` ("intervals" and
+    protocol "bootstrap"); the scores themselves are `vaelab eval`'s and stay as they are.
+
+    The metrics scored on the held-out split by `vaelab eval` (`evaluate.HELD_OUT`) are
+    resampled on that split here too; clustering scores get no interval. `checkpoint`: score
+    that checkpoint instead of the run's last (as `vaelab eval` scored it).
+    """
+    from vaelab.metrics.scoring import bootstrap_intervals
+
+    if not isinstance(run, Run):
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        run = load_run(run, checkpoint=checkpoint, device=str(device))
+    read_metrics(run.dir)  # a corrupt file fails before any work
+    dataset = run.dataset()
+    requested = ([m.strip() for m in metrics.split(",") if m.strip()]
+                 if isinstance(metrics, str) else list(metrics or ["default"]))
+    requested = [m for m in requested if m != "clusters"]
+    names = resolve_metric_names(requested, has_factors=isinstance(dataset, FactorDataset)) \
+        if requested else []
+    encoder = model_encoder(run.model, precision=precision)
+    truth = as_ground_truth(encoder, dataset, batch_size=batch_size)
+    intervals, entry = bootstrap_intervals(truth, [m for m in names if m not in HELD_OUT], seed,
+                                           resamples, options, level, progress)
+    held_out = [m for m in names if m in HELD_OUT]
+    if held_out:
+        test, _ = held_out_split(run, dataset)
+        test_truth = truth if test is dataset else as_ground_truth(encoder, test,
+                                                                   batch_size=batch_size)
+        more, _ = bootstrap_intervals(test_truth, held_out, seed, resamples, options, level,
+                                      progress)
+        intervals.update(more)
+    merged = {**read_metrics(run.dir).get("intervals", {}),
+              **{k: [float(lo), float(hi)] for k, (lo, hi) in intervals.items()}}
+    merge_metrics(run.dir, {"intervals": merged}, protocol={"bootstrap": entry})
+    return intervals

@@ -1,4 +1,5 @@
-"""`vaelab eval RUN [--metrics a,b,...] [--seed S] [--device D]`: score a run, merge metrics.json."""
+"""`vaelab eval RUN [--metrics a,b,...] [--seed S] [--device D] [--bootstrap B]`: score a run,
+merge metrics.json (with percentile intervals under "intervals" when --bootstrap)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE",
                         help="a metric's protocol option, e.g. mig.num_train=all (every item "
                         "once) or dci.num_train=2000; repeatable")
+    parser.add_argument("--bootstrap", type=_positive, default=0, metavar="B",
+                        help="add 95%% percentile intervals from B re-draws of each metric's "
+                        "points (B >= 2), written under 'intervals' in metrics.json")
     parser.add_argument("--quiet", action="store_true", help="no per-metric progress lines")
     parser.add_argument("--checkpoint", metavar="FILE",
                         help="checkpoint file (default RUN/checkpoints/last.ckpt)")
@@ -85,9 +89,25 @@ def run(args: argparse.Namespace) -> int:
     from vaelab.evaluation import evaluate_run
     from vaelab.metrics.evaluate import print_scores
 
+    if args.bootstrap == 1:  # before any work
+        from vaelab.errors import VaelabError
+
+        raise VaelabError("--bootstrap needs at least 2 resamples, got 1")
     scores = evaluate_run(args.run, metrics=args.metrics, seed=args.seed, device=args.device,
                           progress=not args.quiet, batch_size=args.batch_size,
                           precision=args.precision, options=parse_options(args.option),
                           checkpoint=args.checkpoint)
-    print_scores(scores, title=f"metrics of {args.run} (seed {args.seed})")
+    intervals = _intervals(args, scores) if args.bootstrap else None
+    print_scores(scores, title=f"metrics of {args.run} (seed {args.seed})", intervals=intervals)
     return 0
+
+
+def _intervals(args: argparse.Namespace, scores: dict[str, float]) -> dict[str, Any]:
+    """`--bootstrap B`: the intervals of the scores just computed, merged into metrics.json."""
+    from vaelab.evaluation import run_intervals
+
+    names = [m for m in args.metrics.split(",") if m.strip() and m.strip() != "clusters"]
+    return run_intervals(args.run, names or "default", seed=args.seed, resamples=args.bootstrap,
+                         device=args.device, options=parse_options(args.option),
+                         batch_size=args.batch_size, precision=args.precision,
+                         progress=not args.quiet, checkpoint=args.checkpoint)

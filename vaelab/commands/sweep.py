@@ -1,4 +1,5 @@
-"""`vaelab sweep SPEC [--out DIR] [--address ADDR] [--max-concurrent N] [--threads-per-trial T]`."""
+"""`vaelab sweep SPEC [--out DIR] [--address ADDR] [--max-concurrent N] [--threads-per-trial T]
+[--dry-run [--show N]]`."""
 
 from __future__ import annotations
 
@@ -30,8 +31,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="run failed trials again (from their last checkpoint)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the sweep and list its trials; train nothing")
+    parser.add_argument("--show", type=int, default=20, metavar="N",
+                        help="with --dry-run: list the first N trials (default 20; 0: all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
     parser.set_defaults(func=run)
+
+
+def print_dry_run(spec, show: int = 20) -> None:
+    """The trial count, the swept keys, and the first `show` trials (0: every trial)."""
+    total = len(spec.trials)
+    print(f"{spec.name}: {total} trials; swept: {', '.join(spec.varying) or '(nothing)'}")
+    listed = spec.trials if show <= 0 else spec.trials[:show]
+    for trial in listed:
+        print(f"{trial.name}  {' '.join(trial.overrides)}")
+    if len(listed) < total:
+        print(f"... and {total - len(listed)} more (--show 0 lists every trial)")
+    print(f"{total} trials")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_sweep(args.spec)
     if args.dry_run:
-        for trial in spec.trials:
-            print(f"{trial.name}  {' '.join(trial.overrides)}")
-        print(f"{len(spec.trials)} trials")
+        print_dry_run(spec, args.show)
         return 0
     import_ray()  # before anything is written: say what to install
     out = Path(args.out) if args.out else Path("sweeps") / spec.name

@@ -154,22 +154,48 @@ def evaluate(
 
 
 
+def library_versions() -> dict[str, str]:
+    """The versions of vaelab and the libraries that computed a score (recorded beside it)."""
+    import platform
+
+    import scipy
+    import sklearn
+    import torch
+
+    from vaelab._version import __version__
+
+    return {"vaelab": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__, "torch": torch.__version__}
+
+
 def _stopped_word() -> str:
     """What the progress line says when a metric raised: "interrupted" for Ctrl-C (the scores
     of the metrics before it are saved), "failed" for an error."""
     return "interrupted" if isinstance(sys.exc_info()[1], KeyboardInterrupt) else "failed"
 
-def format_scores(scores: dict[str, float], title: str = "") -> str:
-    """A two-column text table of scores, in the given order."""
+def format_scores(scores: dict[str, float], title: str = "",
+                  intervals: dict[str, Any] | None = None) -> str:
+    """A two-column text table of scores, in the given order; with `intervals` ({score: (low,
+    high)}, from `vaelab.metrics.scoring`) a third column with each score's interval."""
     if not scores:
         return "(no scores)"
     width = max(len(k) for k in scores)
     lines = [title] if title else []
+    if intervals:
+        lines += [f"{'score':<{width}s}  value       95% interval",
+                  f"{'-' * width}  {'-' * 10}  {'-' * 19}"]
+        for k, v in scores.items():
+            low_high = intervals.get(k)
+            shown = f"[{low_high[0]:.4f}, {low_high[1]:.4f}]" if low_high is not None else ""
+            lines.append(f"{k:<{width}s}  {v:<10.4f}  {shown}".rstrip())
+        return "\n".join(lines)
     lines += [f"{'score':<{width}s}  value", f"{'-' * width}  {'-' * 10}"]
     lines += [f"{k:<{width}s}  {v:.4f}" for k, v in scores.items()]
     return "\n".join(lines)
 
 
-def print_scores(scores: dict[str, float], file: TextIO | None = None, title: str = "") -> None:
-    """Prints `format_scores(scores)` (stdout by default)."""
-    print(format_scores(scores, title), file=file or sys.stdout)
+def print_scores(scores: dict[str, float], file: TextIO | None = None, title: str = "",
+                 intervals: dict[str, Any] | None = None) -> None:
+    """Prints `format_scores(scores, title, intervals)` (stdout by default)."""
+    print(format_scores(scores, title, intervals), file=file or sys.stdout)

@@ -10,6 +10,8 @@ Built in:
   (`reg_anneal` = 10,000 steps) is kept in these presets as `warmup_steps`; the objectives' own
   defaults have no warm-up. Checkpoint intervals given in epochs by the seed are converted to
   steps.
+- the `study_<method>_<dataset>` presets of Locatello et al. (2019)'s protocol
+  (`vaelab.presets.study`).
 - every `<name>.toml` file in this folder (a RunConfig table plus an optional `description`), and
   every `<name>.ini` in the INI format of the configurable-conv seed (read by `vaelab.ini`).
 """
@@ -110,6 +112,9 @@ def _builtin() -> dict[str, dict[str, Any]]:
         "train": {"steps": 12000, "batch_size": 32, "lr": 1e-3, "lr_schedule": "cosine",
                   "checkpoint_every": 4000, "log_every": 50, "gif_every": 1000},
     }
+    from vaelab.presets.study import study_presets  # Locatello et al. (2019): study_*
+
+    presets.update(study_presets())
     return presets
 
 

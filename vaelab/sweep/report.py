@@ -3,7 +3,9 @@
 Sections: the `sweep.csv` table; for each score (every metric in the trials' metrics.json, and
 the final loss), a box plot per setting of the swept hyper-parameters with one dot per seed (the
 spread over seeds, in the style of Locatello et al., 2019, Fig. 7); and the Spearman rank
-correlation between every pair of scores over the finished trials. Images are inlined and a
+correlation between every pair of scores over the finished trials. Where a setting has two or
+more finished seeds, UDR (`vaelab.sweep.udr`) joins the scores; where trials have bootstrap
+intervals (`vaelab eval --bootstrap`), each seed's dot carries its interval. Images are inlined and a
 Content-Security-Policy forbids network requests, as in the single-run report.
 """
 
@@ -77,8 +79,10 @@ def _png(figure: Any) -> str:
     return f'<img src="data:image/png;base64,{encoded}">'
 
 
-def _box_plot(score: str, groups: dict[str, list[float]]) -> str:
-    """One box per setting, the seeds as dots on it."""
+def _box_plot(score: str, groups: dict[str, list[float]],
+              intervals: dict[str, list[Any]] | None = None) -> str:
+    """One box per setting, the seeds as dots on it; with `intervals` (per setting, one
+    (low, high) or None per seed) each dot gets its bootstrap interval as a vertical bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,9 +96,14 @@ def _box_plot(score: str, groups: dict[str, list[float]]) -> str:
     for position, values in enumerate(data, start=1):
         jitter = rng.uniform(-0.12, 0.12, len(values))
         axis.scatter(position + jitter, values, s=14, color="tab:blue", alpha=0.8, zorder=3)
+        bars = (intervals or {}).get(labels[position - 1]) or []
+        for x, bar in zip(position + jitter, bars):
+            if bar is not None:
+                axis.vlines(x, bar[0], bar[1], color="tab:blue", alpha=0.5, lw=1, zorder=2)
     axis.set_xticks(range(1, len(labels) + 1), labels, rotation=45, ha="right", fontsize=8)
     axis.set_ylabel(score)
-    axis.set_title(f"{score} per setting (dots: seeds)", fontsize=10)
+    bars_note = ", bars: 95% bootstrap intervals" if intervals else ""
+    axis.set_title(f"{score} per setting (dots: seeds{bars_note})", fontsize=10)
     axis.grid(axis="y", alpha=0.3)
     return _png(figure)
 
@@ -123,8 +132,47 @@ def _score_columns(sweep_dir: Path, columns: list[str], rows: list[dict[str, str
     return [*scores, *(["loss"] if "loss" in columns else [])]
 
 
-def build_sweep_report(sweep_dir: str | os.PathLike) -> str:
-    """The HTML comparison page of the sweep in `sweep_dir`."""
+def _trial_intervals(sweep_dir: Path, trial: str) -> dict[str, Any]:
+    """The bootstrap intervals in a trial's metrics.json ({} where none were computed)."""
+    path = sweep_dir / trial / "metrics.json"
+    try:
+        content = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+    intervals = content.get("intervals") if isinstance(content, dict) else None
+    return intervals if isinstance(intervals, dict) else {}
+
+
+def _add_udr(sweep_dir: Path, rows: list[dict[str, str]], settings: list[str],
+             columns: list[str]) -> tuple[list[str], str]:
+    """UDR columns (`vaelab.sweep.udr`) added to the rows in place and written to
+    SWEEP/udr.csv; (new columns, a note)."""
+    from vaelab.sweep.udr import setting_udr
+
+    results, notes = setting_udr(sweep_dir, rows, settings)
+    if not results:
+        return [], ""
+    added = [c for c in ("udr_lasso", "udr_spearman") if c not in columns]
+    for row in rows:
+        for key, value in results.get(row["trial"], {}).items():
+            row[key] = repr(value)
+    from vaelab.runs import atomic_write_text
+
+    atomic_write_text(sweep_dir / "udr.csv", "trial,udr_lasso,udr_spearman\n" + "".join(
+        f"{trial},{v['udr_lasso']!r},{v['udr_spearman']!r}\n" for trial, v in results.items()))
+    note = ("UDR (Duan et al., 2020): each trial's agreement with the other seeds of its "
+            "setting, on 1,000 shared points (disentanglement_lib's protocol)")
+    if notes:
+        note += "; left out: " + "; ".join(notes)
+    return added, note
+
+
+def build_sweep_report(sweep_dir: str | os.PathLike, udr: bool = True) -> str:
+    """The HTML comparison page of the sweep in `sweep_dir`.
+
+    With `udr`, the trials of every setting with two or more finished seeds are also scored
+    with UDR (`vaelab.sweep.udr`: their codes are cached in SWEEP/.sweep/udr).
+    """
     from vaelab.sweep.table import read_sweep_csv
 
     sweep_dir = Path(sweep_dir)
@@ -145,22 +193,33 @@ def build_sweep_report(sweep_dir: str | os.PathLike) -> str:
 
     done = [r for r in rows if r["status"] == "done"]
     scores = _score_columns(sweep_dir, columns, rows, varying)
+    udr_note = ""
+    if udr and done:
+        added, udr_note = _add_udr(sweep_dir, rows, settings, columns)
+        scores = [*scores, *added]
+        columns = [*columns, *added]
     parts.append("<h2>Scores per setting</h2>")
     if not done or not scores:
         parts.append('<p class="note">no finished trial with scores yet</p>')
     else:
         plots = []
+        trial_intervals = {row["trial"]: _trial_intervals(sweep_dir, row["trial"]) for row in done}
         for score in scores:
             groups: dict[str, list[float]] = {}
+            bars: dict[str, list[Any]] = {}
             for row in done:
                 value = _number(row.get(score, ""))
                 if value is None:
                     continue
                 label = ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in settings) or "all"
                 groups.setdefault(label, []).append(value)
+                bars.setdefault(label, []).append(trial_intervals[row["trial"]].get(score))
             if groups:
-                plots.append(_box_plot(score, groups))
+                has_bars = any(b is not None for values in bars.values() for b in values)
+                plots.append(_box_plot(score, groups, bars if has_bars else None))
         parts.append(f'<div class="plots">{"".join(plots)}</div>')
+        if udr_note:
+            parts.append(f'<p class="note" id="udr-note">{html.escape(udr_note)}</p>')
 
     parts.append("<h2>Rank correlation between scores (Spearman)</h2>")
     table = {s: [_number(r.get(s, "")) for r in done] for s in scores}
@@ -206,9 +265,9 @@ def build_sweep_report(sweep_dir: str | os.PathLike) -> str:
 
 
 def write_sweep_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, udr: bool = True) -> Path:
     """Writes the comparison page (default SWEEP_DIR/report.html)."""
     from vaelab.viz.report import write_page
 
     out = Path(out) if out is not None else Path(sweep_dir) / "report.html"
-    return write_page(out, lambda: build_sweep_report(sweep_dir), overwrite)
+    return write_page(out, lambda: build_sweep_report(sweep_dir, udr=udr), overwrite)

@@ -245,7 +245,17 @@ def _summary_lines(config: Mapping[str, Any], summary: Mapping[str, Any]) -> lis
     return lines
 
 
-def _metrics_table(scores: Mapping[str, Any], table_id: str) -> str:
+def _interval_cell(interval: Any) -> str:
+    """A score's bootstrap interval [low, high] (`vaelab eval --bootstrap`), or an empty cell."""
+    try:
+        low, high = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        return "<td></td>"
+    return f"<td class=num>[{low:.4g}, {high:.4g}]</td>"
+
+
+def _metrics_table(scores: Mapping[str, Any], table_id: str,
+                   intervals: Mapping[str, Any] | None = None) -> str:
     from vaelab.metrics.properties import HEADLINE, describe_score
 
     headline = [k for k in HEADLINE.values() if k in scores]
@@ -253,12 +263,15 @@ def _metrics_table(scores: Mapping[str, Any], table_id: str) -> str:
     rows = []
     for key in keys:
         meaning, direction = describe_score(key)
+        extra = _interval_cell(intervals.get(key)) if intervals else ""
         rows.append(
-            f"<tr><th>{html.escape(key)}</th>{_cell(scores[key])}"
+            f"<tr><th>{html.escape(key)}</th>{_cell(scores[key])}{extra}"
             f"<td>{DIRECTION_TEXT[direction]}</td>"
             f'<td class="meaning">{html.escape(meaning)}</td></tr>'
         )
-    head = "<tr><th>metric</th><th>score</th><th>direction</th><th>meaning</th></tr>"
+    interval_head = "<th>95% interval (bootstrap)</th>" if intervals else ""
+    head = (f"<tr><th>metric</th><th>score</th>{interval_head}<th>direction</th>"
+            "<th>meaning</th></tr>")
     return f'<table id="{table_id}"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -275,7 +288,8 @@ def _run_section(index: int, run_dir: Path, checkpoint: Path | None = None
     summary = _read_json(run_dir / "summary.json")
     metrics = _read_json(run_dir / "metrics.json")
     protocol = metrics.get("protocol", {}) if isinstance(metrics.get("protocol"), dict) else {}
-    scores = {k: v for k, v in metrics.items() if k != "protocol"}
+    scores = {k: v for k, v in metrics.items() if k not in ("protocol", "intervals")}
+    intervals = metrics.get("intervals") if isinstance(metrics.get("intervals"), dict) else None
     log = read_csv_columns(run_dir / "train_log.csv")
     metric_log = read_csv_columns(run_dir / "metrics_log.csv")
     name = config.get("name") or run_dir.name
@@ -307,7 +321,7 @@ def _run_section(index: int, run_dir: Path, checkpoint: Path | None = None
     parts.append(f'<h3>Summary</h3><ul class="summary" id="summary-{index}">{lines}</ul>')
     parts.append("<h3>Metrics</h3>")
     if scores:
-        parts.append(_metrics_table(scores, f"metrics-{index}"))
+        parts.append(_metrics_table(scores, f"metrics-{index}", intervals))
     else:
         parts.append('<p class="note">no metrics.json (run <code>vaelab eval</code>)</p>')
     if protocol:
