@@ -231,7 +231,9 @@ def test_an_incompatible_pair_stops_before_training(tmp_path, tiny, monkeypatch)
     assert "objective 'beta_tcvae' cannot train model 'clusterer'" in message
     assert "ClusterOutput" in message and "VAEOutput" in message
     assert "Objectives for 'clusterer': (none)" in message
-    assert "models for 'beta_tcvae': burgess, conv, nonsyn_burgess" in message
+    listed = message.split("models for 'beta_tcvae': ")[1].split(", ")
+    assert {"burgess", "conv", "nonsyn_burgess", "dlib_conv"} <= set(listed)
+    assert "clusterer" not in listed and listed == sorted(listed)
     data = tiny()
     data["model"] = {"name": "clusterer"}
     with pytest.raises(ConfigError, match="cannot train model 'clusterer'"):

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from vaelab.callbacks import Callback
 from vaelab.config import ConfigError
 from vaelab.sweep import SweepError, load_sweep, parse_sweep
 from vaelab.sweep.runner import INSTALL_HINT, plan_trials
@@ -170,17 +171,11 @@ def test_the_shipped_studies():
 # One trial, no Ray
 
 
-class _Interrupt:
+class _Interrupt(Callback):
     """An engine callback that stops the run like Ctrl-C after a given step."""
 
     def __init__(self, step: int) -> None:
         self.step = step
-
-    def on_train_start(self, ctx): ...
-    def on_log(self, ctx, step, row): ...
-    def on_validation(self, ctx, step, row): ...
-    def on_checkpoint(self, ctx, step): ...
-    def on_train_end(self, ctx): ...
 
     def on_step_end(self, ctx, step):
         if step == self.step:
