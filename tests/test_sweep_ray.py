@@ -104,7 +104,9 @@ def test_grid_runs_aggregates_records_the_failure_and_reruns_nothing(embedded_ra
     # the comparison page
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
-    assert page.count("<img src=\"data:image/png") == 2  # mig and loss
+    # mig and loss, and UDR (Lasso, Spearman): each setting has two finished seeds
+    assert page.count("<img src=\"data:image/png") == 4
+    assert "udr_lasso" in page and "udr_spearman" in page
     assert 'id="rank-correlation"' in page and "too_big" in page
     # the same command again (the CLI) starts nothing and keeps the table; failures: exit 1
     before = (out / "sweep.csv").read_text()
