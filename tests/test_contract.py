@@ -42,9 +42,10 @@ def _tiny_data(model_name: str) -> dict:
         data = {"name": "toy_squares", "image_size": size}
         shape = (1, size, size)
         try:
+            first = compatible_objectives(model_name)[0]
             resolve_model_component(run_config_from_dict(
-                {"model": {"name": model_name}, "objective": {"name": compatible_objectives(
-                    model_name)[0]}, "data": data}).model, shape)
+                {"model": {"name": model_name}, "objective": {"name": first},
+                 "data": {**data, **_batches(first)}}).model, shape)
             build_model(resolve_model_component(
                 Component(model_name, MODELS.get(model_name).config_class()), shape))
             return data
@@ -53,10 +54,17 @@ def _tiny_data(model_name: str) -> dict:
     raise AssertionError(f"model {model_name!r} takes neither 32x32 nor 64x64 toy images")
 
 
+def _batches(objective: str) -> dict:
+    """The data.batches an objective declares it trains on (weak objectives: "pairs")."""
+    needs = getattr(OBJECTIVES.get(objective), "batches", "")
+    return {"batches": needs} if needs else {}
+
+
 def _config(model: str, objective: str, steps: int) -> dict:
     return {
         "name": f"{model}-{objective}", "seed": 7,
-        "model": {"name": model}, "objective": {"name": objective}, "data": _tiny_data(model),
+        "model": {"name": model}, "objective": {"name": objective},
+        "data": {**_tiny_data(model), **_batches(objective)},
         "train": {"steps": steps, "batch_size": 8, "log_every": 1, "checkpoint_every": 0,
                   "metrics": [], "progress": False},
     }
@@ -85,6 +93,9 @@ def test_forward_backward_finite_gradient_on_every_parameter(model_name, objecti
     if objective.needs_dataset_size:
         objective.set_dataset_size(len(data))
     batch = data.batch_of(torch.arange(8))
+    if _batches(objective_name):  # 4 pairs drawn by the batch source the objective trains on
+        config = DATASETS.get("toy_squares").config_class(**_batches(objective_name))
+        batch = data.batch_of(data.batch_source(config, 4, torch.Generator()).next())
     out = model(batch.x)
     assert isinstance(out, model.output_type)
     terms = objective.compute(model, batch, torch.tensor(1))

@@ -280,6 +280,16 @@ class FactorDataset(ImageDataset):
 
     batch_modes = ("shuffle", "group", "pairs")
 
+    @classmethod
+    def stand_in(cls, config: DataConfig, n: int = 64, seed: int = 0) -> ImageDataset:
+        """n seeded random images of the shape `load(config)` would give, with two stand-in
+        factors (a 2 x ceil(n/2) grid), so every batch mode of a factor dataset can draw."""
+        plain = ImageDataset.stand_in.__func__(cls, config, n, seed)
+        sizes = (2, max(1, -(-n // 2)))
+        rows = np.stack(np.unravel_index(np.arange(n), sizes), axis=1)
+        return FactorDataset(plain.data, rows, ("stand_in_0", "stand_in_1"), sizes,
+                             name=plain.name)
+
     def factors_of(self, index: Tensor) -> Tensor:
         """Factor indices (B, F) of items `index` on the storage device."""
         return self._on_device("factors", self.factors)[index]
