@@ -150,7 +150,9 @@ def test_every_applicable_plot_and_the_default_metrics(tmp_path, model_name, obj
         expected |= {"cluster_samples.png", "cluster_members.png", "cluster_histogram.png",
                      "cluster_posteriors.png", "projection_z_cluster.png"}
     assert expected <= written and not (written - expected - {
-        "projection_w_cluster.png", "projection_z_label.png", "projection_w_label.png"})
+        "projection_w_cluster.png", "projection_z_label.png", "projection_w_label.png",
+        "weak_pairs.png"})
+    assert ("weak_pairs.png" in written) == bool(_batches(objective_name))
     assert isinstance(run.dataset(), FactorDataset)
     sizes = {name: {k: min(v, 200) for k, v in metric_protocol(name).items()
                     if k.startswith("num_") and isinstance(v, int)} for name in DEFAULT_METRICS}

@@ -112,6 +112,7 @@ class PlotKind:
     needs_clusters: bool = False
     in_all: bool = True  # made by "all" (where it applies)
     description: str = ""
+    applies: Callable[[Run], bool] | None = None  # "all" makes it only where this is True
 
 
 def _register(kind: PlotKind) -> PlotKind:
@@ -601,6 +602,8 @@ def make_plots(
             if kind.needs_log and not run.log:
                 continue
             if (kind.needs_clusters and not run.model.num_clusters) or not kind.in_all:
+                continue
+            if kind.applies is not None and not kind.applies(run):
                 continue
             selected.append(kind)
     folder = Path(out_dir) if out_dir else run.dir / "plots"
