@@ -48,8 +48,9 @@ def test_adaptive_threshold_is_the_midpoint_of_max_and_min():
     # the mean (2.6) would leave latent 3 unshared; tau = 5 shares it
     assert adaptive_shared(delta).tolist() == [[True, True, True, True, False],
                                                [True, True, False, False, False]]
-    # equal deltas: nothing is below tau, nothing is shared
-    assert not adaptive_shared(torch.full((1, 4), 0.7)).any()
+    # equal deltas (identical images): every latent is shared
+    assert adaptive_shared(torch.zeros(1, 4)).all()
+    assert adaptive_shared(torch.tensor([[0.0, 0.0, 1e-3]])).tolist() == [[True, True, False]]
 
 
 def test_known_k_shares_the_d_minus_k_least_different_latents():

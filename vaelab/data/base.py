@@ -183,10 +183,11 @@ class ImageDataset:
     def _on_device(self, key: str, values: np.ndarray | None) -> Tensor | None:
         if values is None:
             return None
-        column = self._device_columns.get(key)
+        cache = self.__dict__.setdefault("_device_columns", {})  # subclasses may skip __init__
+        column = cache.get(key)
         if column is None or column.device != self.device:
             column = torch.as_tensor(np.asarray(values, dtype=np.int64), device=self.device)
-            self._device_columns[key] = column
+            cache[key] = column
         return column
 
     def labels_of(self, index: Tensor | None) -> Tensor | None:

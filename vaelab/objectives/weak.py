@@ -23,7 +23,8 @@ Which latents are shared:
 * ``ada_gvae``, ``ada_mlvae`` (adaptive, k unknown): tau = 1/2 (max_j delta_j + min_j delta_j)
   per pair, and S = {j : delta_j < tau} (the paper's threshold; disentanglement_lib bins delta
   into two bins of equal width between min and max, the same rule). When every delta_j is
-  equal nothing is shared.
+  equal (a pair of identical images, which the paper's sampler draws when a resampled factor
+  keeps its value) every latent is shared; disentanglement_lib's binning is undefined there.
 * ``group_vae``, ``ml_vae`` (k known): S = the d - k latents with the smallest delta_j, k the
   number of factors that differ in the pair ("To obtain an estimate of S we choose for every
   pair the d - k coordinates with the smallest D_KL", Section 4; quoted in disentanglement_lib
@@ -94,8 +95,10 @@ def adaptive_threshold(delta: Tensor) -> Tensor:
 
 
 def adaptive_shared(delta: Tensor) -> Tensor:
-    """The latents estimated to be shared, delta_j < tau, (b, D) bool."""
-    return delta < adaptive_threshold(delta)[:, None]
+    """The latents estimated to be shared, delta_j < tau, (b, D) bool; every latent of a pair
+    whose deltas are all equal (identical posteriors: nothing tells the latents apart)."""
+    flat = delta.max(dim=1).values == delta.min(dim=1).values
+    return (delta < adaptive_threshold(delta)[:, None]) | flat[:, None]
 
 
 def known_k_shared(delta: Tensor, k: Tensor) -> Tensor:

@@ -80,6 +80,8 @@ def plot_pairs(first: np.ndarray, second: np.ndarray, delta: np.ndarray, shared:
         differ: (b, F) bool, the factors that differ.
         factor_names: F names.
     """
+    from matplotlib.ticker import NullFormatter
+
     from vaelab.viz.losses import new_figure
 
     b, d = delta.shape
@@ -104,6 +106,7 @@ def plot_pairs(first: np.ndarray, second: np.ndarray, delta: np.ndarray, shared:
             ax.axhline(max(float(tau[row]), floor), color="tab:red", linestyle="--",
                        linewidth=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(np.arange(d))
         ax.tick_params(labelsize=7)
         changed = [factor_names[f] for f in np.flatnonzero(differ[row])] or ["nothing"]
