@@ -82,3 +82,25 @@ def test_plot_of_a_run_without_factors_or_pairs_is_a_clear_error(tmp_path, capsy
     assert main(["plot", str(tmp_path / "plain"), "all", "--overwrite", "--points", "40",
                  "--frames", "2"]) == 0
     capsys.readouterr()
+
+
+def test_the_weak_study_and_a_sweep_over_pair_options(tmp_path):
+    from vaelab.sweep import load_sweep, parse_sweep
+    from vaelab.sweep.runner import plan_trials
+    from vaelab.sweep.trial import run_trial
+
+    study = load_sweep("dsprites_weak_study")
+    assert len(study.trials) == 12
+    weak = [t for t in study.trials if t.config.objective.name != "beta_vae"]
+    assert {t.config.data.config.batches for t in weak} == {"pairs"}
+    assert {t.config.data.config.pair_k for t in weak} == {0, 1}
+    beta = [t for t in study.trials if t.config.objective.name == "beta_vae"]
+    assert {t.config.train.batch_size for t in beta} == {128}  # same images per step
+    spec = parse_sweep({"set": {"data.name": "toy_squares", "model.latent_dim": 3,
+                                "objective.name": "ada_mlvae", "data.batches": "pairs",
+                                "train.steps": 3, "train.batch_size": 8, "train.log_every": 1,
+                                "train.checkpoint_every": 0, "train.metrics": [],
+                                "train.tb_images": False},
+                        "axes": {"data.pair_sampler": ["paper", "simple_dynamics"]}})
+    for trial in plan_trials(spec, tmp_path):
+        assert run_trial(trial)["status"] == "done"
