@@ -149,3 +149,16 @@ def test_interrupted_and_resumed_pair_run_matches_uninterrupted(tmp_path, tiny):
         assert torch.equal(p, q)
     np.testing.assert_array_equal(a.log["loss"], b.log["loss"])
     np.testing.assert_array_equal(a.log["shared"], b.log["shared"])
+
+
+def test_pairs_with_a_held_out_validation_split(tmp_path, tiny):
+    """Training pairs come from the training part only; validation batches (no pairs) are
+    scored as the beta-VAE ELBO of each image, nothing shared."""
+    base = tiny(steps=4, batch_size=8, log_every=2, valid_every=2, valid_holdout=0.25)
+    base["objective"] = {"name": "group_vae"}
+    base["data"] = {"name": "toy_squares", "batches": "pairs", "pair_sampler": "exact"}
+    run = fit(run_config_from_dict(base), tmp_path / "r")
+    valid = (tmp_path / "r" / "valid_log.csv").read_text().splitlines()
+    header = valid[0].split(",")
+    assert len(valid) == 3 and float(valid[1].split(",")[header.index("valid/shared")]) == 0.0
+    assert np.isfinite(run.log["loss"]).all() and (run.log["shared"] == 3.0).all()
