@@ -222,6 +222,8 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "return delta.mean(dim=1)", WEAK),
     ("weak: ML-VAE as an arithmetic mean", "vaelab/objectives/weak.py",
      "mu = (mu1 * precision1 + mu2 * precision2) / precision", "mu = 0.5 * (mu1 + mu2)", WEAK),
+    ("weak: GVAE mean not averaged (disent #32)", "vaelab/objectives/weak.py",
+     "mu = 0.5 * (mu1 + mu2)", "mu = 0.5 * (mu1 + mu1)", WEAK),
     ("weak: KL scaled per pixel", "vaelab/objectives/weak.py",
      "kl = kl_per_dim.sum()", "kl = kl_per_dim.sum() / x[0].numel()", WEAK),
     ("weak: GVAE averages log-variances", "vaelab/objectives/weak.py",
