@@ -104,3 +104,16 @@ def test_the_weak_study_and_a_sweep_over_pair_options(tmp_path):
                         "axes": {"data.pair_sampler": ["paper", "simple_dynamics"]}})
     for trial in plan_trials(spec, tmp_path):
         assert run_trial(trial)["status"] == "done"
+
+
+def test_a_bad_pair_option_is_one_clear_line(tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path), "--set", "data.name=toy_squares", "--set",
+                 "objective.name=ada_gvae", "--set", "data.batches=pairs", "--set",
+                 "data.pair_k=5", *TINY[2:]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "vaelab: error: data.batches=pairs on toy_squares (factors size, pos_x, pos_y): " \
+           "data.pair_k must be in 1..2" in err
+    assert main(["train", "--out", str(tmp_path), "--set", "data.name=toy_squares", "--set",
+                 "objective.name=ada_gvae", *TINY[2:]]) == 2
+    assert "set data.batches=pairs" in capsys.readouterr().err

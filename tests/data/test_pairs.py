@@ -9,7 +9,7 @@ from torch import Tensor
 
 import vaelab
 from vaelab.config import ConfigError
-from vaelab.data.base import Batch, DataConfig, FactorDataset
+from vaelab.data.base import Batch, DataConfig, DataError, FactorDataset
 from vaelab.data.pairs import PairBatches, pair_differences
 from vaelab.data.toy import ToySquaresConfig
 from vaelab.engine import Callback, fit
@@ -90,7 +90,8 @@ def test_pairs_on_a_partial_grid_stay_in_the_subset_and_within_k():
 
 def test_bad_pair_options_are_refused_with_the_range():
     data = _grid_dataset()
-    with pytest.raises(ValueError, match=r"pair_k must be in 1\.\.2"):
+    with pytest.raises(DataError, match=r"grid \(factors f0, f1, f2, f3\): data.pair_k must be "
+                       r"in 1\.\.2"):
         _differences(data, 3, "paper")
     with pytest.raises(ValueError, match="pair_sampler must be one of"):
         DataConfig(batches="pairs", pair_sampler="dlib")

@@ -317,9 +317,13 @@ class FactorDataset(ImageDataset):
         if config.batches == "pairs":
             from vaelab.data.pairs import PairBatches
 
-            return PairBatches(self._on_device("factors", self.factors), self.factor_sizes,
-                               config.pair_k, config.pair_sampler, batch_size, generator, rank,
-                               world_size, subset, is_grid=self.is_grid)
+            try:
+                return PairBatches(self._on_device("factors", self.factors), self.factor_sizes,
+                                   config.pair_k, config.pair_sampler, batch_size, generator,
+                                   rank, world_size, subset, is_grid=self.is_grid)
+            except ValueError as error:
+                raise DataError(f"data.batches=pairs on {self.name or 'this dataset'} "
+                                f"(factors {', '.join(self.factor_names)}): {error}") from None
         if config.batches != "group":
             return super().batch_source(config, batch_size, generator, rank, world_size, subset)
         from vaelab.data.batches import GroupBatches
