@@ -22,7 +22,7 @@ from vaelab.factory import (
 )
 from vaelab.models.base import Model
 from vaelab.objectives.base import Objective
-from vaelab.registry import MODELS, OBJECTIVES
+from vaelab.registry import DATASETS, MODELS, OBJECTIVES
 
 #: every (model, objective) pair the registries allow
 PAIRS = [(m, o) for m in MODELS.names() for o in compatible_objectives(m)]
@@ -52,15 +52,23 @@ def first_model(objective: str) -> str:
     return next(m for m in MODELS.names() if objective in compatible_objectives(m))
 
 
+def batches_for(objective: str) -> dict:
+    """The data.batches an objective declares it trains on ({"batches": "pairs"} for the weakly
+    supervised ones; {} for single images)."""
+    needs = getattr(OBJECTIVES.get(objective), "batches", "")
+    return {"batches": needs} if needs else {}
+
+
 def tiny_data(model_name: str) -> dict:
     """toy_squares at the smallest size the model takes (32, else 64)."""
     for size in (32, 64):
         data = {"name": "toy_squares", "image_size": size}
         shape = (1, size, size)
         try:
+            first = compatible_objectives(model_name)[0]
             resolve_model_component(run_config_from_dict(
-                {"model": {"name": model_name}, "objective": {"name": compatible_objectives(
-                    model_name)[0]}, "data": data}).model, shape)
+                {"model": {"name": model_name}, "objective": {"name": first},
+                 "data": {**data, **batches_for(first)}}).model, shape)
             build_model(resolve_model_component(
                 Component(model_name, MODELS.get(model_name).config_class()), shape))
             return data
@@ -82,10 +90,16 @@ def build_model_on_toy(model_name: str, n: int = 8, seed: int = 0) -> tuple[Mode
 def build_pair(model_name: str, objective_name: str, n: int = 8,
                seed: int = 0) -> tuple[Model, Objective, Batch]:
     """`build_model_on_toy` plus the objective with its default config, completed from the
-    model (and told the dataset size where it needs it)."""
+    model (and told the dataset size where it needs it). An objective that trains on pairs gets
+    n // 2 pairs drawn by the batch source it declares (n images, the pairs interleaved)."""
     model, batch = build_model_on_toy(model_name, n, seed)
     objective = build_objective(resolve_objective_component(
         Component(objective_name, OBJECTIVES.get(objective_name).config_class()), model))
     if objective.needs_dataset_size:
         objective.set_dataset_size(len(batch.dataset))
+    if batches_for(objective_name):
+        data = batch.dataset
+        config = DATASETS.get("toy_squares").config_class(**batches_for(objective_name))
+        source = data.batch_source(config, n // 2, torch.Generator().manual_seed(seed))
+        batch = data.batch_of(source.next())
     return model, objective, batch

@@ -25,14 +25,16 @@ def test_list_commands(capsys):
         assert name in out
     assert main(["list", "objectives"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines][:3] == ["annealed_vae", "beta_tcvae", "beta_vae"]
+    assert [line.split()[0] for line in lines][:5] == ["ada_gvae", "ada_mlvae", "annealed_vae",
+                                                       "beta_tcvae", "beta_vae"]
     assert ("beta_tcvae    takes VAEOutput; models: burgess, conv, dlib_conv, nonsyn_burgess, "
             "seed_vae") in lines
     assert "gmvae         takes GMVAEOutput; models: gmvae" in lines
     assert main(["list", "models"]) == 0
     models = capsys.readouterr().out.splitlines()
     assert any(line.startswith("burgess") and "latents z: gaussian (10)" in line
-               and "objectives: annealed_vae, beta_tcvae" in line for line in models)
+               and "objectives: ada_gvae, ada_mlvae, annealed_vae, beta_tcvae" in line
+               for line in models)
 
 
 def test_the_cli_starts_without_the_plotting_and_scipy_stacks():

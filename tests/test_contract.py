@@ -21,7 +21,8 @@ import torch
 
 import vaelab
 from tests.registry_cases import COVERING, PAIRS, build_pair, tiny_data
-from vaelab.data.base import Batch
+from tests.registry_cases import batches_for as _batches
+from vaelab.data.base import Batch, FactorDataset
 from vaelab.engine import Callback, fit
 from vaelab.evaluation import evaluate_run
 from vaelab.factory import (
@@ -42,7 +43,8 @@ from vaelab.workflow import build_run_config
 def _config(model: str, objective: str, steps: int) -> dict:
     return {
         "name": f"{model}-{objective}", "seed": 7,
-        "model": {"name": model}, "objective": {"name": objective}, "data": tiny_data(model),
+        "model": {"name": model}, "objective": {"name": objective},
+        "data": {**tiny_data(model), **_batches(objective)},
         "train": {"steps": steps, "batch_size": 8, "log_every": 1, "checkpoint_every": 0,
                   "metrics": [], "progress": False},
     }
@@ -194,7 +196,10 @@ def test_every_applicable_plot_and_the_default_metrics(straight_runs, model_name
         expected |= {"cluster_samples.png", "cluster_members.png", "cluster_histogram.png",
                      "cluster_posteriors.png", "projection_z_cluster.png"}
     assert expected <= written and not (written - expected - {
-        "projection_w_cluster.png", "projection_z_label.png", "projection_w_label.png"})
+        "projection_w_cluster.png", "projection_z_label.png", "projection_w_label.png",
+        "weak_pairs.png"})
+    assert ("weak_pairs.png" in written) == bool(_batches(objective_name))
+    assert isinstance(run.dataset(), FactorDataset)
     sizes = {name: {k: min(v, 200) for k, v in metric_protocol(name).items()
                     if k.startswith("num_") and isinstance(v, int)} for name in DEFAULT_METRICS}
     scores = evaluate_run(run, options=sizes, progress=False)

@@ -34,6 +34,8 @@ CONTRACT_LOSS = ["tests/test_contract.py::test_loss_gives_every_parameter_a_fini
 MODEL_CONTRACT = ["tests/models/test_model_contract.py"]
 DIP = ["tests/objectives/test_dip.py"]
 UDR = ["tests/metrics/test_udr.py"]
+WEAK = ["tests/objectives/test_weak.py"]
+PAIRS = ["tests/data/test_pairs.py"]
 
 # (name, file, original snippet, mutated snippet, test files)
 MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
@@ -337,6 +339,53 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "        return False", "        return True", ["tests/test_score.py"]),
     ("bootstrap: one-sided tail", "vaelab/metrics/scoring.py",
      "tail = 100 * (1 - level) / 2", "tail = 100 * (1 - level)", ["tests/test_score.py"]),
+    # -- weak supervision (issue 34): the planted bugs, then operator mutations
+    ("weak: threshold from the mean, not max/min", "vaelab/objectives/weak.py",
+     "return 0.5 * (delta.max(dim=1).values + delta.min(dim=1).values)",
+     "return delta.mean(dim=1)", WEAK),
+    ("weak: ML-VAE as an arithmetic mean", "vaelab/objectives/weak.py",
+     "mu = (mu1 * precision1 + mu2 * precision2) / precision", "mu = 0.5 * (mu1 + mu2)", WEAK),
+    ("weak: GVAE mean not averaged (disent #32)", "vaelab/objectives/weak.py",
+     "mu = 0.5 * (mu1 + mu2)", "mu = 0.5 * (mu1 + mu1)", WEAK),
+    ("weak: KL scaled per pixel", "vaelab/objectives/weak.py",
+     "kl = kl_per_dim.sum()", "kl = kl_per_dim.sum() / x[0].numel()", WEAK),
+    ("weak: GVAE averages log-variances", "vaelab/objectives/weak.py",
+     "logvar = torch.logaddexp(logvar1, logvar2) - torch.log(torch.tensor(2.0, dtype=mu.dtype))",
+     "logvar = 0.5 * (logvar1 + logvar2)", WEAK),
+    ("weak: latents above tau shared", "vaelab/objectives/weak.py",
+     "return (delta < adaptive_threshold(delta)[:, None]) | flat[:, None]",
+     "return (delta > adaptive_threshold(delta)[:, None]) | flat[:, None]", WEAK),
+    ("weak: identical posteriors share nothing", "vaelab/objectives/weak.py",
+     "return (delta < adaptive_threshold(delta)[:, None]) | flat[:, None]",
+     "return delta < adaptive_threshold(delta)[:, None]", WEAK),
+    ("weak: k latents shared instead of d - k", "vaelab/objectives/weak.py",
+     "keep = (d - k.to(delta.device).long()).clamp(0, d)",
+     "keep = k.to(delta.device).long().clamp(0, d)", WEAK),
+    ("weak: KL(q2 || q1)", "vaelab/objectives/weak.py",
+     "flat = kl_normal_normal(mu1.reshape(-1, 1), logvar1.reshape(-1, 1), mu2.reshape(-1, 1),\n"
+     "                            logvar2.reshape(-1, 1), reduction=\"none\")",
+     "flat = kl_normal_normal(mu2.reshape(-1, 1), logvar2.reshape(-1, 1), mu1.reshape(-1, 1),\n"
+     "                            logvar1.reshape(-1, 1), reduction=\"none\")", WEAK),
+    ("weak: geometric ML-VAE variance not doubled", "vaelab/objectives/weak.py",
+     "logvar = logvar + torch.log(torch.tensor(2.0, dtype=mu.dtype))", "logvar = logvar", WEAK),
+    ("weak: only the first image gets the shared posterior", "vaelab/objectives/weak.py",
+     "both = torch.cat([shared, shared])", "both = torch.cat([shared, torch.zeros_like(shared)])",
+     WEAK),
+    ("weak: beta dropped", "vaelab/objectives/weak.py",
+     "terms = {\"loss\": recon + self.config.beta * kl,", "terms = {\"loss\": recon + kl,", WEAK),
+    ("pairs: exact sampler may keep the old value", "vaelab/data/pairs.py",
+     "step = 1 + (u * (self.sizes - 1))", "step = 0 + (u * (self.sizes - 1))", PAIRS),
+    ("pairs: simple_dynamics never takes 1", "vaelab/data/pairs.py",
+     "one = torch.rand(n, generator=g, device=device) < 0.5",
+     "one = torch.rand(n, generator=g, device=device) < 0.0", PAIRS),
+    ("pairs: random k up to d", "vaelab/data/pairs.py",
+     "k = torch.randint(1, self.varying, (n,), generator=g, device=device)",
+     "k = torch.randint(1, self.varying + 1, (n,), generator=g, device=device)", PAIRS),
+    ("pairs: constant factors resampled", "vaelab/data/pairs.py",
+     "keys = torch.where(self.sizes > 1, keys, torch.full_like(keys, 2.0))", "keys = keys", PAIRS),
+    ("pairs: partial grids pair an item with itself", "vaelab/data/pairs.py",
+     "best = torch.where(found.any(0), found.float().argmax(0),",
+     "best = torch.where(found.any(0), (~found).float().argmax(0),", PAIRS),
 ]
 
 

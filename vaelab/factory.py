@@ -138,6 +138,13 @@ def run_config_from_dict(data: Mapping[str, Any]) -> RunConfig:
             f"data.batches: dataset {config.data.name!r} draws "
             f"{' or '.join(repr(m) for m in modes)} batches, not {config.data.config.batches!r}"
         )
+    needs = getattr(OBJECTIVES.get(config.objective.name), "batches", "")
+    if needs and config.data.config.batches != needs:
+        raise ConfigError(
+            f"data.batches: objective {config.objective.name!r} trains on {needs!r} batches, "
+            f"not {config.data.config.batches!r}; set data.batches={needs} (--set "
+            f"data.batches={needs})"
+        )
     return config
 
 

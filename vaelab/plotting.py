@@ -80,6 +80,8 @@ def make_plots(
                 continue
             if (kind.needs_clusters and not run.model.num_clusters) or not kind.in_all:
                 continue
+            if kind.applies is not None and not kind.applies(run):
+                continue
             selected.append(kind)
     folder = Path(out_dir) if out_dir else run.dir / "plots"
     targets = [folder / name for kind in selected for name in kind.filenames(options)]

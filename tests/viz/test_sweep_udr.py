@@ -12,8 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_eval_cli import _write_run  # noqa: E402
 
-from vaelab.sweep.udr import setting_udr, trial_codes  # noqa: E402
 from vaelab.sweep import report as sweep_report  # noqa: E402
+from vaelab.sweep.udr import setting_udr, trial_codes  # noqa: E402
 
 
 def _sweep(tmp_path: Path) -> Path:

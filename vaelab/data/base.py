@@ -67,15 +67,22 @@ class DataConfig:
     split: str = "train"  # "train" | "valid" | "test" where the dataset has them
     limit: int = 0  # keep only the first `limit` items (0: all), for quick experiments and tests
     batches: str = "shuffle"  # training batches: "shuffle" (epoch permutation); factor sets
-    #                           also "group", mixed-domain sets "random" and "pure"
+    #                           also "group" and "pairs", mixed-domain sets "random" and "pure"
     group_factors: tuple[str, ...] = ()  # "group" batches share a value of one of these
     #                                      factors (default: every factor)
+    pair_k: int = 1  # "pairs": factors resampled per pair; 0: uniform in 1..d-1 per pair
+    pair_sampler: str = "paper"  # "pairs": "paper" | "exact" | "simple_dynamics" (data/pairs.py)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if self.pair_k < 0:
+            raise ValueError(f"pair_k must be >= 0 (0: random per pair), got {self.pair_k}")
+        if self.pair_sampler not in ("paper", "exact", "simple_dynamics"):
+            raise ValueError("pair_sampler must be one of paper, exact, simple_dynamics, got "
+                             f"{self.pair_sampler!r}")
 
 
 @dataclass
@@ -86,11 +93,14 @@ class Batch:
         x: float images in [0, 1], (B, C, H, W), on the storage device.
         index: the dataset indices (B,) of the items, or None for images from elsewhere.
         dataset: the dataset the items come from (None with `index` None).
+        pairs: b > 0 for a batch of b pairs (`data.batches = "pairs"`): the 2b images are
+            first every x1, then every x2 (`vaelab.data.pairs`); 0 otherwise.
     """
 
     x: Tensor
     index: Tensor | None = None
     dataset: ImageDataset | None = None
+    pairs: int = 0
 
     @property
     def labels(self) -> Tensor | None:
@@ -169,7 +179,13 @@ class ImageDataset:
             )
 
     def batch_of(self, index: Tensor) -> Batch:
-        """The `Batch` of items `index` (B,): images now, labels and domains when asked for."""
+        """The `Batch` of items `index` (B,): images now, labels and domains when asked for.
+
+        A (2, b) index (a pair source's) gives a pair batch: 2b images, row 0 then row 1.
+        """
+        if index.dim() == 2:
+            flat = index.reshape(-1)
+            return Batch(self.batch(flat), flat, self, pairs=int(index.shape[1]))
         return Batch(self.batch(index), index, self)
 
     #: applied to training batches only (`training_batch`), e.g. `dynamic_binarize`
@@ -184,10 +200,11 @@ class ImageDataset:
     def _on_device(self, key: str, values: np.ndarray | None) -> Tensor | None:
         if values is None:
             return None
-        column = self._device_columns.get(key)
+        cache = self.__dict__.setdefault("_device_columns", {})  # subclasses may skip __init__
+        column = cache.get(key)
         if column is None or column.device != self.device:
             column = torch.as_tensor(np.asarray(values, dtype=np.int64), device=self.device)
-            self._device_columns[key] = column
+            cache[key] = column
         return column
 
     def labels_of(self, index: Tensor | None) -> Tensor | None:
@@ -279,7 +296,21 @@ class FactorDataset(ImageDataset):
             self._sorted_codes = codes[order]
             self._order = order
 
-    batch_modes = ("shuffle", "group")
+    batch_modes = ("shuffle", "group", "pairs")
+
+    @classmethod
+    def stand_in(cls, config: DataConfig, n: int = 64, seed: int = 0) -> ImageDataset:
+        """n seeded random images of the shape `load(config)` would give, with two stand-in
+        factors (a 2 x ceil(n/2) grid), so every batch mode of a factor dataset can draw."""
+        plain = ImageDataset.stand_in.__func__(cls, config, n, seed)
+        sizes = (2, max(1, -(-n // 2)))
+        rows = np.stack(np.unravel_index(np.arange(n), sizes), axis=1)
+        return FactorDataset(plain.data, rows, ("stand_in_0", "stand_in_1"), sizes,
+                             name=plain.name)
+
+    def factors_of(self, index: Tensor) -> Tensor:
+        """Factor indices (B, F) of items `index` on the storage device."""
+        return self._on_device("factors", self.factors)[index]
 
     def group_index(self, factor_names: Sequence[str] = ()) -> list[np.ndarray]:
         """Item indices of every (factor, value) group of `factor_names` (default: all factors),
@@ -297,8 +328,19 @@ class FactorDataset(ImageDataset):
 
     def batch_source(self, config: DataConfig, batch_size: int, generator: torch.Generator,
                      rank: int = 0, world_size: int = 1, subset: Tensor | None = None):
-        """"shuffle", or "group": batches sharing one value of a factor of
-        `config.group_factors` (all factors when the config has none)."""
+        """"shuffle", "group": batches sharing one value of a factor of
+        `config.group_factors` (all factors when the config has none), or "pairs"
+        (`vaelab.data.pairs.PairBatches`)."""
+        if config.batches == "pairs":
+            from vaelab.data.pairs import PairBatches
+
+            try:
+                return PairBatches(self._on_device("factors", self.factors), self.factor_sizes,
+                                   config.pair_k, config.pair_sampler, batch_size, generator,
+                                   rank, world_size, subset, is_grid=self.is_grid)
+            except ValueError as error:
+                raise DataError(f"data.batches=pairs on {self.name or 'this dataset'} "
+                                f"(factors {', '.join(self.factor_names)}): {error}") from None
         if config.batches != "group":
             return super().batch_source(config, batch_size, generator, rank, world_size, subset)
         from vaelab.data.batches import GroupBatches

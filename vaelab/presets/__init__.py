@@ -12,6 +12,8 @@ Built in:
   steps.
 - the `study_<method>_<dataset>` presets of Locatello et al. (2019)'s protocol
   (`vaelab.presets.study`).
+- `<method>_<data>` weakly supervised runs on pairs (method in ada_gvae, ada_mlvae, group_vae,
+  ml_vae; data in `WEAK_DATASETS`), docs/weak.md.
 - every `<name>.toml` file in this folder (a RunConfig table plus an optional `description`), and
   every `<name>.ini` in the INI format of the configurable-conv seed (read by `vaelab.ini`).
 """
@@ -84,8 +86,41 @@ def _disvae_preset(loss: str, data: str) -> dict[str, Any]:
     }
 
 
+#: Weakly supervised presets `<method>_<data>` (Locatello et al., 2020; docs/weak.md): one row
+#: per factor dataset, its data table (the `pairs` options are added). Add a row for a new
+#: factor dataset and its four presets appear.
+WEAK_DATASETS: dict[str, dict[str, Any]] = {
+    "dsprites": {"name": "dsprites"},
+}
+WEAK_METHODS = {
+    "ada_gvae": "Ada-GVAE (adaptive threshold, means and variances averaged)",
+    "ada_mlvae": "Ada-ML-VAE (adaptive threshold, product of the two Gaussians)",
+    "group_vae": "GroupVAE with k known (d - k latents shared, averaged)",
+    "ml_vae": "ML-VAE with k known (d - k latents shared, product of Gaussians)",
+}
+
+
+def _weak_preset(method: str, data: str) -> dict[str, Any]:
+    """disentanglement_lib's weak-study settings: beta 1, 10 latents, Adam 1e-4, 64 pairs per
+    step, 300,000 steps; pairs of the paper's sampler with k = 1."""
+    return {
+        "description": f"{WEAK_METHODS[method]} on {data} pairs that differ in k = 1 factor "
+                       "(paper sampler), beta 1, 64 pairs per step, 300,000 steps",
+        "name": f"{method}_{data}",
+        "seed": 1234,
+        "model": {"name": "burgess", "latent_dim": 10},
+        "objective": {"name": method, "beta": 1.0},
+        "data": {**WEAK_DATASETS[data], "batches": "pairs", "pair_k": 1,
+                 "pair_sampler": "paper"},
+        "train": {"steps": 300_000, "batch_size": 64, "lr": 1e-4, "log_every": 100,
+                  "checkpoint_every": 10_000},
+    }
+
+
 def _builtin() -> dict[str, dict[str, Any]]:
     presets = {f"{loss}_{data}": _disvae_preset(loss, data) for loss in LOSSES for data in DATASETS}
+    presets.update({f"{method}_{data}": _weak_preset(method, data)
+                    for method in WEAK_METHODS for data in WEAK_DATASETS})
     best_dsprites = _disvae_preset("btcvae", "dsprites")
     best_dsprites.update(description="disentangling-vae best_dsprites: beta-TCVAE, alpha=-5, "
                          "beta=10", name="best_dsprites")

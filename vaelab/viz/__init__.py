@@ -10,6 +10,7 @@ from vaelab.viz import (  # noqa: F401
     losses,
     plots,
     clusters,
+    pairs,
     report,
     summary,
     training_gif,

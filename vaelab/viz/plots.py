@@ -111,6 +111,7 @@ class PlotKind:
     needs_clusters: bool = False
     in_all: bool = True  # made by "all" (where it applies)
     description: str = ""
+    applies: Callable[[Run], bool] | None = None  # "all" makes it only where this is True
 
 
 def _register(kind: PlotKind) -> PlotKind:

@@ -46,8 +46,9 @@ PICTURE_GROUPS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
                     ("training.gif",))),
     ("Samples", (("plots/samples.png", "samples.png"), ("cluster_samples.png",))),
     ("Loss curves", (("plots/losses.png", "losses.png"),)),
+    ("Pairs and their shared latents", (("plots/weak_pairs.png",),)),
 )
-CHARTS = ("losses.png", "mean_activations.png", "metrics_during_training.png")
+CHARTS = ("losses.png", "mean_activations.png", "metrics_during_training.png", "weak_pairs.png")
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
