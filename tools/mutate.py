@@ -36,6 +36,8 @@ DIP = ["tests/objectives/test_dip.py"]
 UDR = ["tests/metrics/test_udr.py"]
 WEAK = ["tests/objectives/test_weak.py"]
 PAIRS = ["tests/data/test_pairs.py"]
+BENCH = ["tests/data/test_benchmark_datasets.py"]
+VARIANTS = ["tests/data/test_dsprites_variants.py"]
 
 # (name, file, original snippet, mutated snippet, test files)
 MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
@@ -386,6 +388,55 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("pairs: partial grids pair an item with itself", "vaelab/data/pairs.py",
      "best = torch.where(found.any(0), found.float().argmax(0),",
      "best = torch.where(found.any(0), (~found).float().argmax(0),", PAIRS),
+    # -- benchmark datasets (issue 32): layouts, factor orders, checksum checks
+    ("data: grid factors in Fortran order", "vaelab/data/groundtruth.py",
+     "np.unravel_index(np.arange(int(np.prod(sizes))), sizes)",
+     "np.unravel_index(np.arange(int(np.prod(sizes))), sizes, order=\"F\")", BENCH),
+    ("data: shapes3d height and width swapped", "vaelab/data/shapes3d.py",
+     "out[start:start + len(block)] = block.transpose(0, 3, 1, 2)",
+     "out[start:start + len(block)] = block.transpose(0, 3, 2, 1)", BENCH),
+    ("data: shapes3d label order not checked", "vaelab/data/shapes3d.py",
+     "if not np.allclose(labels[:, k], first[factors[:, k]]) or (np.diff(first) <= 0).any():",
+     "if False:", BENCH),
+    ("data: mpi3d height and width swapped", "vaelab/data/mpi3d.py",
+     "out[start:stop] = block.transpose(0, 3, 1, 2)",
+     "out[start:stop] = block.transpose(0, 3, 2, 1)", BENCH),
+    ("data: NORB byte matrix read as int8", "vaelab/data/smallnorb.py",
+     '0x1E3D4C55: np.dtype("u1"),', '0x1E3D4C55: np.dtype("i1"),', BENCH),
+    ("data: smallnorb elevation and azimuth swapped", "vaelab/data/smallnorb.py",
+     "np.stack([cat, info[:, 1], azimuth // 2, info[:, 3]], axis=1)",
+     "np.stack([cat, azimuth // 2, info[:, 1], info[:, 3]], axis=1)", BENCH),
+    ("data: smallnorb azimuth not halved", "vaelab/data/smallnorb.py",
+     "np.stack([cat, info[:, 1], azimuth // 2, info[:, 3]], axis=1)",
+     "np.stack([cat, info[:, 1], azimuth, info[:, 3]], axis=1)", BENCH),
+    ("data: cars3d azimuth slowest", "vaelab/data/cars3d.py",
+     "out[(e * azimuths + a) * objects + o]", "out[(a * elevations + e) * objects + o]", BENCH),
+    ("data: memmap threshold inverted", "vaelab/data/groundtruth.py",
+     "mapped.nbytes > memmap_mb * MEBIBYTE", "mapped.nbytes < memmap_mb * MEBIBYTE", BENCH),
+    ("data: failed conversion leaves its temporary files", "vaelab/data/groundtruth.py",
+     "            for path in (tmp_images, tmp_factors):\n                path.unlink(missing_ok=True)",
+     "            pass", BENCH),
+    ("data: download checksum never compared", "vaelab/data/download.py",
+     "    if actual != expected:\n        return f\"{algorithm} {actual}, expected {expected}\"",
+     "    if False:\n        return \"\"", BENCH),
+    ("data: a mapped dataset copied to the device", "vaelab/data/groundtruth.py",
+     "        if not self.mapped:\n            self._target = None\n            return super().to(device)",
+     "        if True:\n            self._target = None\n            return super().to(device)", BENCH),
+    ("data: a failed rebuild drops the old cache", "vaelab/data/groundtruth.py",
+     "        images_path.parent.mkdir(parents=True, exist_ok=True)\n",
+     "        images_path.parent.mkdir(parents=True, exist_ok=True)\n"
+     "        sidecar.unlink(missing_ok=True)\n", BENCH),
+    ("data: color dSprites colour in [0, 1]", "vaelab/data/dsprites_variants.py",
+     "colour = torch.rand((b, 3, 1, 1), generator=g, device=device) * 0.5 + 0.5",
+     "colour = torch.rand((b, 3, 1, 1), generator=g, device=device)", VARIANTS),
+    ("data: noisy dSprites not clipped", "vaelab/data/dsprites_variants.py",
+     "torch.clamp(rgb + noise, max=1.0)", "(rgb + noise)", VARIANTS),
+    ("data: scream dSprites background inverted instead of the sprite",
+     "vaelab/data/dsprites_variants.py",
+     "torch.where(rgb > 0.5, 1 - background, background)",
+     "torch.where(rgb > 0.5, background, 1 - background)", VARIANTS),
+    ("data: scream dSprites colour shift not halved", "vaelab/data/dsprites_variants.py",
+     "background = (patch + shift) / 2", "background = patch + shift / 2", VARIANTS),
 ]
 
 

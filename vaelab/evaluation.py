@@ -103,9 +103,13 @@ def evaluate_run(
         print(f"evaluating {run.dir} on {getattr(dataset, 'name', '')} "
               f"({len(dataset)} items, device {run.device}): {', '.join(names)}", file=sys.stderr)
 
+    about = {"dataset": getattr(dataset, "name", "")}
+    if isinstance(dataset, FactorDataset):  # the factors the scores are about
+        about["factors"] = dict(zip(dataset.factor_names, (int(s) for s in dataset.factor_sizes)))
+
     def save(name: str, result: dict[str, float], entry: dict[str, Any]) -> None:
         merge_metrics(run.dir, result, section="metrics", name=name, entry=entry, protocol={
-            "versions": library_versions(), "seed": seed, "dataset": getattr(dataset, "name", ""),
+            "versions": library_versions(), "seed": seed, **about,
             "device": str(run.device), "encoder_precision": precision,
             "checkpoint_step": run.step})
 

@@ -20,7 +20,7 @@ def format_size(size: int) -> str:
 
 
 def prepare_dataset(name: str, root: str = "", from_path: str | None = None,
-                    split: str | None = None) -> dict:
+                    split: str | None = None, variant: str | None = None) -> dict:
     """Calls the registered dataset's `prepare`; returns its {"path", "items", "bytes"} report.
 
     Raises:
@@ -34,20 +34,28 @@ def prepare_dataset(name: str, root: str = "", from_path: str | None = None,
     cls = DATASETS.get(name)
     if not hasattr(cls, "prepare"):
         raise VaelabError(f"dataset {name!r} is generated on the fly; there is nothing to prepare")
+    options: dict = {"root": root}
+    if variant is not None:
+        import dataclasses
+
+        if "variant" not in {f.name for f in dataclasses.fields(cls.config_class)}:
+            raise VaelabError(f"--variant applies to datasets with variants (mpi3d, dsprites); "
+                              f"{name} has none")
+        options["variant"] = variant
     if split is None:
-        return cls.prepare(cls.config_class(root=root), from_path=from_path)
+        return cls.prepare(cls.config_class(**options), from_path=from_path)
     import inspect
 
     if "split" not in inspect.signature(cls.prepare).parameters:
         raise VaelabError(f"--split applies to datasets kept as per-split files (mnist, "
-                          f"fashion_mnist); {name} is prepared whole")
-    return cls.prepare(cls.config_class(root=root), from_path=from_path, split=split)
+                          f"fashion_mnist, smallnorb); {name} is prepared whole")
+    return cls.prepare(cls.config_class(**options), from_path=from_path, split=split)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         report = prepare_dataset(args.name, root=args.root or "", from_path=args.from_path,
-                                 split=args.split)
+                                 split=args.split, variant=args.variant)
     except ValueError as error:  # bad option combination reported by a dataset
         raise VaelabError(str(error)) from error
     print(f"{args.name}: {report['items']:,} items, {format_size(report['bytes'])} in {report['path']}")
@@ -73,7 +81,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--split", choices=("train", "test"), default=None,
-        help="only the files of this split (mnist, fashion_mnist), e.g. a folder holding only "
-        "the test files, for runs with data.split=test",
+        help="only the files of this split (mnist, fashion_mnist, smallnorb), e.g. a folder "
+        "holding only the test files, for runs with data.split=test",
+    )
+    parser.add_argument(
+        "--variant", default=None,
+        help="the dataset's data.variant: toy, realistic or real for mpi3d",
     )
     parser.set_defaults(func=run)

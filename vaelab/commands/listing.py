@@ -37,6 +37,24 @@ def _preset_line(name: str) -> str:
             f"{describe_preset(name)}")
 
 
+def _dataset_line(name: str) -> str:
+    """Factors (names, and sizes where the class fixes them) and whether it needs a download."""
+    from vaelab.registry import DATASETS
+
+    cls = DATASETS.get(name)
+    names = tuple(getattr(cls, "factor_names", ()) or ())
+    sizes = tuple(getattr(cls, "factor_sizes", ()) or ())
+    if names and len(sizes) == len(names):
+        factors = "factors " + ", ".join(f"{n} {s}" for n, s in zip(names, sizes))
+    elif names:
+        factors = "factors " + ", ".join(names)
+    else:
+        factors = "no factors"
+    needs = ("offline" if name in OFFLINE_DATASETS else
+             "your own files" if name in ("image_folder", "npz") else "needs a download")
+    return f"{factors} ({needs})"
+
+
 def _sweep_line(name: str) -> str:
     from vaelab.sweep import load_sweep
 
@@ -76,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         _rows(names, _model_line)
     elif args.kind == "objectives":
         _rows(names, _objective_line)
+    elif args.kind == "datasets":
+        import vaelab.data  # noqa: F401  (registers every dataset)
+
+        _rows(names, _dataset_line)
     else:
         for name in names:
             print(name)

@@ -298,19 +298,29 @@ class FactorDataset(ImageDataset):
 
     batch_modes = ("shuffle", "group", "pairs")
 
-    @classmethod
-    def stand_in(cls, config: DataConfig, n: int = 64, seed: int = 0) -> ImageDataset:
-        """n seeded random images of the shape `load(config)` would give, with two stand-in
-        factors (a 2 x ceil(n/2) grid), so every batch mode of a factor dataset can draw."""
-        plain = ImageDataset.stand_in.__func__(cls, config, n, seed)
-        sizes = (2, max(1, -(-n // 2)))
-        rows = np.stack(np.unravel_index(np.arange(n), sizes), axis=1)
-        return FactorDataset(plain.data, rows, ("stand_in_0", "stand_in_1"), sizes,
-                             name=plain.name)
-
     def factors_of(self, index: Tensor) -> Tensor:
         """Factor indices (B, F) of items `index` on the storage device."""
         return self._on_device("factors", self.factors)[index]
+
+    @classmethod
+    def stand_in(cls, config: DataConfig, n: int = 64, seed: int = 0) -> ImageDataset:
+        """n seeded random images of the loaded shape, with random factor rows of the class's
+        `factor_names` and `factor_sizes` where it declares both; else two stand-in factors (a
+        2 x ceil(n/2) grid). Either way every batch mode of a factor dataset (pairs too) can
+        draw."""
+        names, sizes = getattr(cls, "factor_names", ()), getattr(cls, "factor_sizes", ())
+        if not (isinstance(sizes, tuple) and sizes and len(names) == len(sizes)):
+            plain = ImageDataset.stand_in.__func__(cls, config, n, seed)
+            sizes = (2, max(1, -(-n // 2)))
+            rows = np.stack(np.unravel_index(np.arange(n), sizes), axis=1)
+            return FactorDataset(plain.data, rows, ("stand_in_0", "stand_in_1"), sizes,
+                                 name=plain.name)
+        rng = np.random.default_rng(seed)
+        images = torch.from_numpy(
+            rng.integers(0, 256, size=(n, *cls.expected_shape(config)), dtype=np.uint8))
+        factors = np.stack([rng.integers(0, s, size=n) for s in sizes], axis=1)
+        return FactorDataset(images, factors, names, sizes,
+                             name=getattr(cls, "name", "") or cls.__name__.lower())
 
     def group_index(self, factor_names: Sequence[str] = ()) -> list[np.ndarray]:
         """Item indices of every (factor, value) group of `factor_names` (default: all factors),

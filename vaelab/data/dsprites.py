@@ -65,12 +65,15 @@ from torch import Tensor
 
 from vaelab.data.base import DataConfig, DataError, FactorDataset, data_home, no_valid_split
 from vaelab.data.download import file_digest
+from vaelab.data.dsprites_variants import fetch_scream, load_scream, make_sampler
 from vaelab.io import atomic_file, atomic_write_json
 from vaelab.registry import DATASETS
 
 __all__ = [
     "DSprites",
     "DSpritesConfig",
+    "DSpritesScream",
+    "DSpritesScreamConfig",
     "FACTOR_NAMES",
     "FACTOR_SIZES",
     "FACTOR_VALUES",
@@ -419,11 +422,17 @@ class DSpritesConfig(DataConfig):
 
     source: str = "procedural"  # "procedural" (rendered here, cached) | "npz" (the official file)
     npz_path: str = ""  # the official npz; "" means data_home(root)/dsprites/<official name>
+    variant: str = ""  # "" (binary) | "color" | "noisy" | "scream": disentanglement_lib's colour
+    #                    variants, 3 channels, fresh randomness per draw (data/dsprites_variants)
+    variant_seed: int = 0  # seed of the variants' randomness
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.source not in ("procedural", "npz"):
             raise ValueError(f"source must be 'procedural' or 'npz', got {self.source!r}")
+        if self.variant not in ("", "color", "noisy", "scream"):
+            raise ValueError(f"variant must be '', 'color', 'noisy' or 'scream', got "
+                             f"{self.variant!r}")
 
 
 def _folder(config: DSpritesConfig) -> Path:
@@ -526,6 +535,7 @@ class DSprites(FactorDataset):
 
     config_class = DSpritesConfig
     factor_names = FACTOR_NAMES
+    factor_sizes = FACTOR_SIZES
     shape_names = ("square", "ellipse", "heart")  # the shape factor's values, for legends
 
     def __init__(self, packed: Tensor, factors: np.ndarray, name: str = "dsprites") -> None:
@@ -541,6 +551,7 @@ class DSprites(FactorDataset):
         self.name = name
         self._init_factors(factors, FACTOR_NAMES, FACTOR_SIZES, FACTOR_VALUES)
         self.labels = self.factors[:, 0]  # shape, for colouring plots
+        self.variant = None  # a dsprites_variants.VariantSampler for the colour variants
 
     @classmethod
     def splits(cls, config: DataConfig) -> tuple[str, ...]:
@@ -548,7 +559,7 @@ class DSprites(FactorDataset):
 
     @classmethod
     def expected_shape(cls, config: DSpritesConfig) -> tuple[int, int, int]:
-        return (1, 64, 64)
+        return (3 if getattr(config, "variant", "") else 1, 64, 64)
 
     @classmethod
     def load(cls, config: DSpritesConfig = DSpritesConfig()) -> DSprites:
@@ -559,8 +570,11 @@ class DSprites(FactorDataset):
         """
         if config.split == "valid":
             raise no_valid_split("dsprites")
+        sampler = make_sampler(config)  # before rendering: a missing painting fails fast
         packed, factors, _ = _load_packed(config)
-        return cls(torch.from_numpy(np.ascontiguousarray(packed)), factors)
+        dataset = cls(torch.from_numpy(np.ascontiguousarray(packed)), factors)
+        dataset.variant = sampler
+        return dataset
 
     @classmethod
     def prepare(
@@ -600,8 +614,8 @@ class DSprites(FactorDataset):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) = (1, 64, 64)."""
-        return (1, IMAGE_SIZE, IMAGE_SIZE)
+        """(C, H, W): (1, 64, 64), or (3, 64, 64) for the colour variants."""
+        return (1 if getattr(self, "variant", None) is None else 3, IMAGE_SIZE, IMAGE_SIZE)
 
     def to(self, device: torch.device | str) -> DSprites:
         """Moves the packed storage (in place) to `device`, so batches are unpacked there."""
@@ -613,9 +627,39 @@ class DSprites(FactorDataset):
         return unpack_on_device(self.data.index_select(0, index))  # from (B, 512) packed
 
     def batch(self, index: Tensor | np.ndarray | Sequence[int]) -> Tensor:
-        """Float images in {0, 1}, shape (B, 1, 64, 64), on the storage device."""
-        return self._unpack(index).float()
+        """Float images in {0, 1}, shape (B, 1, 64, 64), on the storage device; a colour variant
+        gives (B, 3, 64, 64) in [0, 1], freshly drawn."""
+        x = self._unpack(index).float()
+        variant = getattr(self, "variant", None)
+        return x if variant is None else variant(x)
 
     def uint8(self, index: Tensor | np.ndarray | Sequence[int]) -> Tensor:
-        """uint8 images in {0, 255}, shape (B, 1, 64, 64), on the storage device."""
+        """uint8 images in {0, 255}, shape (B, 1, 64, 64), on the storage device (a colour
+        variant: (B, 3, 64, 64), rounded from `batch`)."""
+        if getattr(self, "variant", None) is not None:
+            return self.batch(index).mul(255).round_().to(torch.uint8)
         return self._unpack(index) * 255
+
+
+@dataclass(frozen=True, kw_only=True)
+class DSpritesScreamConfig(DSpritesConfig):
+    """Options of `dsprites_scream`: those of `dsprites`, variant "scream" by default."""
+
+    variant: str = "scream"
+
+
+@DATASETS.register("dsprites_scream")
+class DSpritesScream(DSprites):
+    """dSprites on crops of The Scream (`dsprites` with variant "scream"); `vaelab data
+    dsprites_scream [--from FILE]` gets the painting. See the module docstring."""
+
+    config_class = DSpritesScreamConfig
+
+    @classmethod
+    def prepare(cls, config: DSpritesConfig = DSpritesScreamConfig(),
+                from_path: str | None = None) -> dict:
+        """Downloads (or imports `from_path`, an image file) and checks the painting; the
+        sprites are rendered on first load as for `dsprites`."""
+        path = fetch_scream(config.root, from_path)
+        load_scream(path)
+        return {"path": str(path), "items": 1, "bytes": int(path.stat().st_size)}

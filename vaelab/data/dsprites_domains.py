@@ -46,6 +46,9 @@ class DSpritesDomainsConfig(DSpritesConfig):
                              f"{self.second_domain!r}")
         if not 0.0 <= self.proportion <= 1.0:
             raise ValueError(f"proportion must be in [0, 1], got {self.proportion}")
+        if self.variant:
+            raise ValueError("dsprites_domains has no colour variants; use data.name=dsprites "
+                             "with data.variant")
 
 
 def _stripes(size: int = 64) -> Tensor:
@@ -59,6 +62,8 @@ class DSpritesDomains(DSprites):
     """dSprites in two renderings; see the module docstring."""
 
     config_class = DSpritesDomainsConfig
+    factor_names = ("domain", *FACTOR_NAMES)
+    factor_sizes = (2, *FACTOR_SIZES)
     batch_modes = ("shuffle", "group", "random", "pure")
 
     def __init__(self, base: DSprites, second_domain: str = "inverted",

@@ -59,6 +59,7 @@ class ToySquares(FactorDataset):
 
     config_class = ToySquaresConfig
     factor_names = ("size", "pos_x", "pos_y")
+    factor_sizes = (len(SIZES), POSITIONS, POSITIONS)
 
     @classmethod
     def splits(cls, config: DataConfig) -> tuple[str, ...]:
@@ -72,7 +73,7 @@ class ToySquares(FactorDataset):
     def load(cls, config: ToySquaresConfig = ToySquaresConfig()) -> ToySquares:
         if config.split == "valid":
             raise no_valid_split("toy_squares")
-        sizes = (len(SIZES), POSITIONS, POSITIONS)
+        sizes = cls.factor_sizes
         factors = np.stack(np.unravel_index(np.arange(int(np.prod(sizes))), sizes), axis=1)
         factors = np.tile(factors, (config.repeat, 1))
         if config.limit:

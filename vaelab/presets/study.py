@@ -64,6 +64,16 @@ METHODS: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
 DATASETS: dict[str, tuple[dict[str, Any], str]] = {
     "dsprites": ({"name": "dsprites"},
                  "procedural dSprites by default; the study's file: --set data.source=npz"),
+    "color_dsprites": ({"name": "dsprites", "variant": "color"}, "Color-dSprites (offline)"),
+    "noisy_dsprites": ({"name": "dsprites", "variant": "noisy"}, "Noisy-dSprites (offline)"),
+    "scream_dsprites": ({"name": "dsprites_scream"},
+                        "Scream-dSprites; needs `vaelab data dsprites_scream`"),
+    "smallnorb": ({"name": "smallnorb"}, "needs `vaelab data smallnorb`"),
+    "cars3d": ({"name": "cars3d_labelled"},
+               "Cars3D with its factors (`cars3d_labelled`); needs `vaelab data cars3d_labelled`"),
+    "shapes3d": ({"name": "shapes3d"}, "needs `vaelab data shapes3d`"),
+    "mpi3d_toy": ({"name": "mpi3d", "variant": "toy"},
+                  "MPI3D-toy (Locatello et al. 2020's addition); needs `vaelab data mpi3d`"),
 }
 
 
