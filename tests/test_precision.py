@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.registry_cases import first_model, tiny_data
+from tests.registry_cases import batches_for, first_model, tiny_data
 from vaelab import precision as precision_module
 from vaelab.engine import Callback, evaluate_terms, fit, run_precision
 from vaelab.factory import run_config_from_dict
@@ -63,7 +63,7 @@ def test_to_fp32_converts_16_bit_tensors_of_any_output():
 def _config(objective: str, precision: str, steps: int = 6) -> dict:
     model = first_model(objective)
     return {"name": objective, "seed": 5, "model": {"name": model},
-            "objective": {"name": objective}, "data": tiny_data(model),
+            "objective": {"name": objective}, "data": {**tiny_data(model), **batches_for(objective)},
             "train": {"steps": steps, "batch_size": 8, "log_every": 1, "checkpoint_every": 0,
                       "metrics": [], "progress": False, "tb_images": False,
                       "accelerator": "cpu", "precision": precision}}
@@ -85,6 +85,19 @@ class _Dtypes(Callback):
             return original(out, *args, **kwargs)
 
         objective.forward = forward
+        if hasattr(objective, "pair_terms"):  # the weak objectives' pair batches skip forward
+            pair_terms = objective.pair_terms
+
+            def spied(model, *args):
+                def seen_model(*a, **k):
+                    out = model(*a, **k)
+                    seen.update(t.dtype for t in vars(out).values()
+                                if isinstance(t, torch.Tensor) and t.is_floating_point())
+                    return out
+
+                return pair_terms(seen_model, *args)
+
+            objective.pair_terms = spied
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES.names())

@@ -12,6 +12,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from vaelab.data.base import FactorDataset
+from vaelab.models.vae import GaussianVAE
 from vaelab.objectives.weak import (
     MLVAE,
     AdaGVAE,
@@ -102,18 +103,28 @@ def test_shared_posteriors_replace_only_the_shared_latents_of_both_images():
 # The loss on a hand-made pair
 
 
-class _FixedModel(nn.Module):
-    """encode returns given posteriors; decode is the identity onto 1x1x3 images."""
+class _Fixed(nn.Module):
+    def __init__(self, *out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x):
+        return self.out
+
+
+class _View(nn.Module):
+    def forward(self, z):
+        return z.view(-1, 1, 1, 3)
+
+
+class _FixedModel(GaussianVAE):
+    """A GaussianVAE (the real forward) whose encoder returns given posteriors and whose decoder
+    is the identity onto 1x1x3 images."""
 
     def __init__(self, mu, logvar):
         super().__init__()
-        self.mu, self.logvar = mu, logvar
-
-    def encode(self, x):
-        return self.mu, self.logvar
-
-    def decode(self, latents):
-        return latents["z"].view(-1, 1, 1, 3)
+        self.latent_dim, self.image_shape = 3, (1, 1, 3)
+        self.encoder, self.decoder = _Fixed(mu, logvar), _View()
 
 
 # pair: x1 posteriors N([0, 1, 2], [1, 1, 1]), x2 N([0.1, 1, -2], [1, 4, 1]);
@@ -147,7 +158,7 @@ def test_adaptive_loss_on_a_hand_computed_pair(cls, mu_s, var_s):
     batch = _pair_batch()
     x = batch.x.view(2, 3)
     objective = cls(WeakConfig(beta=2.0)).eval()
-    terms = objective.compute(_FixedModel(MU, LOGVAR), batch, torch.tensor(1))
+    terms = objective.compute(_FixedModel(MU, LOGVAR).eval(), batch, torch.tensor(1))
     loss, recon, kl = _expected_loss(mu_s, var_s, x, 2.0)
     torch.testing.assert_close(terms["recon"], recon)
     torch.testing.assert_close(terms["kl"], kl)
@@ -165,7 +176,7 @@ def test_known_k_loss_shares_d_minus_k_latents(cls, var0):
     # the pair's factors differ in two places: k = 2, so only latent 0 (smallest delta) is shared
     batch = _pair_batch(second_factors=(1, 1, 0))
     objective = cls(WeakConfig(beta=1.0)).eval()
-    terms = objective.compute(_FixedModel(MU, LOGVAR), batch, torch.tensor(1))
+    terms = objective.compute(_FixedModel(MU, LOGVAR).eval(), batch, torch.tensor(1))
     mu_s = [[0.05, 1.0, 2.0], [0.05, 1.0, -2.0]]
     var_s = [[var0, 1.0, 1.0], [var0, 4.0, 1.0]]
     loss, _, _ = _expected_loss(mu_s, var_s, batch.x.view(2, 3), 1.0)
@@ -188,13 +199,15 @@ def test_training_samples_around_the_shared_posterior():
     batch = _pair_batch()
     seen = {}
 
-    class Spy(_FixedModel):
-        def decode(self, latents):
-            seen["z"] = latents["z"]
-            return super().decode(latents)
+    class Spy(_View):
+        def forward(self, z):
+            seen["z"] = z
+            return super().forward(z)
 
+    model = _FixedModel(MU, LOGVAR.clone())
+    model.decoder = Spy()
     torch.manual_seed(0)
-    AdaGVAE(WeakConfig()).train().compute(Spy(MU, LOGVAR.clone()), batch, torch.tensor(1))
+    AdaGVAE(WeakConfig()).train().compute(model.train(), batch, torch.tensor(1))
     torch.manual_seed(0)
     eps = torch.randn(2, 3)
     mu_s = torch.tensor([[0.05, 1.0, 2.0], [0.05, 1.0, -2.0]])

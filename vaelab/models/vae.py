@@ -223,13 +223,21 @@ class GaussianVAE(Model):
     partial_decode = True
 
     def forward(self, x: Tensor, sample: bool | None = None,
-                decode_first: int | None = None) -> VAEOutput:
+                decode_first: int | None = None,
+                posterior: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+                ) -> VAEOutput:
         """Encodes, draws z (sampling when `sample`, default: in train mode), decodes.
 
         `decode_first=n` decodes only z[:n] (`logits` is then (n, C, H, W)); the codes of every
         image are still drawn, so the random stream is that of a full pass.
+        `posterior(mu, logvar) -> (mu, logvar)` replaces the encoder's posteriors before z is
+        drawn (the weakly supervised objectives share latents across a pair this way); the
+        output's `mu` and `logvar` are the replaced ones. It runs inside `forward`, so mixed
+        precision's autocast and DDP's gradient hooks cover the whole pass.
         """
         mu, logvar = self.encoder(x)
+        if posterior is not None:
+            mu, logvar = posterior(mu, logvar)
         if sample is None:
             sample = self.training
         z = self.reparameterize(mu, logvar) if sample else mu

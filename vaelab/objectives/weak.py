@@ -206,35 +206,41 @@ class _WeakVAE(Objective):
 
         return known_k_shared(delta, pair_differences(batch).sum(dim=1))
 
-    def pair_terms(self, mu: Tensor, logvar: Tensor, decode, x: Tensor, shared_of
-                   ) -> dict[str, Tensor]:
-        """Every term of a pair batch, from the encoder's posteriors (2b, D) and the images.
+    def pair_terms(self, model, x: Tensor, shared_of) -> dict[str, Tensor]:
+        """Every term of a pair batch (2b images: the first halves of both pairs, then the
+        second halves).
 
-        `decode(z)` gives logits of codes (2b, D); `shared_of(delta)` the (b, D) shared mask.
+        The model's forward runs with a `posterior` hook that replaces the encoder's (2b, D)
+        posteriors by the pair-shared ones (in fp32, so the adaptive threshold is not computed
+        in bf16 under mixed precision); `shared_of(delta)` gives the (b, D) shared mask from the
+        per-dimension KL between the pair's posteriors.
         """
-        b = mu.shape[0] // 2
-        delta = pair_kl_per_dim(mu[:b], logvar[:b], mu[b:], logvar[b:])  # (b, D)
-        shared = shared_of(delta.detach())
-        mu_s, logvar_s = shared_posteriors(mu, logvar, shared, self.average,
-                                           self.config.combine)
-        z = mu_s + torch.exp(0.5 * logvar_s) * torch.randn_like(mu_s) if self.training else mu_s
-        logits = decode(z)
-        recon = reconstruction_loss(logits, x, self.config.likelihood)  # per-image mean
+        seen: dict[str, Tensor] = {}
+
+        def share(mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
+            mu, logvar = mu.float(), logvar.float()
+            b = mu.shape[0] // 2
+            delta = pair_kl_per_dim(mu[:b], logvar[:b], mu[b:], logvar[b:])  # (b, D)
+            shared = shared_of(delta.detach())
+            seen["delta"], seen["shared"] = delta, shared
+            return shared_posteriors(mu, logvar, shared, self.average, self.config.combine)
+
+        out = model(x, posterior=share)  # z sampled in training, the mean in evaluation
+        mu_s, logvar_s = out.mu.float(), out.logvar.float()
+        recon = reconstruction_loss(out.logits.float(), x, self.config.likelihood)  # per image
         kl_per_dim = gaussian_kl_per_dim(mu_s, logvar_s).mean(dim=0)  # (D,)
         kl = kl_per_dim.sum()
         terms = {"loss": recon + self.config.beta * kl, "recon": recon, "kl": kl}
         for j, value in enumerate(kl_per_dim.unbind(0)):
             terms[f"kl_{j}"] = value
-        terms["shared"] = shared.float().sum(dim=1).mean()  # latents shared per pair
-        terms["delta"] = delta.sum(dim=1).mean()  # KL between the pair's posteriors
+        terms["shared"] = seen["shared"].float().sum(dim=1).mean()  # latents shared per pair
+        terms["delta"] = seen["delta"].sum(dim=1).mean()  # KL between the pair's posteriors
         return terms
 
     def compute(self, model, batch, step: Tensor) -> dict[str, Tensor]:
         if not getattr(batch, "pairs", 0):
             return self(model(batch.x), batch.x, step)
-        mu, logvar = model.encode(batch.x)
-        return self.pair_terms(mu, logvar, lambda z: model.decode({"z": z}), batch.x,
-                               lambda delta: self.shared_mask(delta, batch))
+        return self.pair_terms(model, batch.x, lambda delta: self.shared_mask(delta, batch))
 
 
 @OBJECTIVES.register("ada_gvae")
