@@ -8,7 +8,9 @@ interrupted-and-resumed run equals the straight one bit for bit; every applicabl
 the default metrics (protocol sizes cut to a few hundred points), once per model. Per objective: a frozen config
 whose fields all have defaults. The model contract's own promises (latent declarations, shapes,
 per-item posteriors) are checked per model in tests/models/test_model_contract.py.
-Per preset: it builds and takes one step, on a seeded stand-in of the dataset's shape.
+Per preset: its config builds and names a compatible model and objective; it takes one step on a
+seeded stand-in of the dataset's shape (in the default run, the presets that bring a new
+(model, objective) or (dataset, batches); every preset in the slow run).
 """
 
 from __future__ import annotations
@@ -207,7 +209,28 @@ def test_every_applicable_plot_and_the_default_metrics(straight_runs, model_name
     assert all(v == v for v in scores.values())  # no NaN
 
 
+def _preset_steps() -> list:
+    """Every preset; those whose (model, objective) and (dataset, batches) an earlier preset
+    already stepped are slow (the study's and weak family's grids repeat them per dataset)."""
+    seen, params = set(), []
+    for preset in vaelab.list_names("presets"):
+        config = build_run_config(preset, [])
+        keys = {("pair", config.model.name, config.objective.name),
+                ("data", config.data.name, getattr(config.data.config, "batches", ""))}
+        params.append(pytest.param(preset, marks=() if keys - seen else pytest.mark.slow))
+        seen |= keys
+    return params
+
+
 @pytest.mark.parametrize("preset", vaelab.list_names("presets"))
+def test_every_preset_builds_a_compatible_config(preset):
+    config = build_run_config(preset, [])
+    assert config.model.name in MODELS.names() and config.objective.name in OBJECTIVES.names()
+    assert config.data.name in DATASETS.names()
+    check_compatible(config.model.name, config.objective.name)
+
+
+@pytest.mark.parametrize("preset", _preset_steps())
 def test_every_preset_builds_and_takes_one_step(tmp_path, preset):
     overrides = ["train.steps=1", "train.log_every=1", "train.checkpoint_every=0",
                  "train.metrics=", "train.progress=false", "train.gif_every=0",

@@ -117,6 +117,7 @@ def _race_two_trains(tmp_path: Path, tiny, name: str, delay: float | None) -> No
     _assert_complete(run)
 
 
+@pytest.mark.slow  # two CLI trainings, ~11 s; the claim itself is raced by real processes above
 def test_second_train_of_the_same_name_leaves_the_first_intact(tmp_path, tiny):
     """The issue's report, with real processes: the second starts while the first is setting
     up (folder claimed, no config.json yet); it is refused and the first finishes whole."""

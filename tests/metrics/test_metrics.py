@@ -264,16 +264,16 @@ def test_unknown_metric_name_lists_known_ones():
 def test_dci_in_parallel_gives_the_same_numbers():
     from sklearn.ensemble import GradientBoostingClassifier
 
-    factors = grid_factors()
+    factors = grid_factors(sizes=(2, 3))  # two factors keep the six boosted fits short
     codes = identity_codes(factors) + np.random.default_rng(1).normal(0, 0.5, factors.shape)
-    options = {"num_train": 120, "num_test": 60}
+    options = {"num_train": 80, "num_test": 40}
     serial = METRICS.get("dci")(codes, factors, np.random.default_rng(4), n_jobs=1, **options)
     parallel = METRICS.get("dci")(codes, factors, np.random.default_rng(4), n_jobs=2, **options)
     assert parallel == serial
     # the loop it replaced: one seed per factor drawn in order, then fit and score
     rng = np.random.default_rng(4)
     order = rng.permutation(len(codes))
-    train, test = order[:120], order[120:180]
+    train, test = order[:80], order[80:120]
     importance, accuracy = [], []
     for k in range(factors.shape[1]):
         model = GradientBoostingClassifier(random_state=int(rng.integers(2**31)))
