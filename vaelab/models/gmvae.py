@@ -323,6 +323,7 @@ class GMVAE(Model):
     represented = ("z",)
     traversal_latent = "z"
     cluster_latent = "y"
+    standard_normal_prior = False  # a mixture prior on z
 
     def __init__(self, config: GMVAEConfig = GMVAEConfig()) -> None:
         super().__init__()

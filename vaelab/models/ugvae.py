@@ -117,6 +117,7 @@ class UGVAE(Model):
     represented = ("z",)
     traversal_latent = "z"
     cluster_latent = "d"
+    standard_normal_prior = False  # a mixture prior on z
 
     def __init__(self, config: UGVAEConfig = UGVAEConfig()) -> None:
         super().__init__()
