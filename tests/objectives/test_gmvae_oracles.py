@@ -257,3 +257,18 @@ def test_compute_samples_in_eval_mode_so_validation_estimates_the_objective():
     for name in ("loss", "recon", "cp", "kl_y"):
         torch.testing.assert_close(terms[name], by_hand[name], msg=name)
     assert abs(terms["loss"].item() - plug_in["loss"].item()) > 1e-3
+
+
+def test_the_code_preset_is_the_k30_one_with_the_codes_gradient_and_latent_sizes():
+    from vaelab.presets import load_preset
+    from vaelab.workflow import build_run_config
+
+    code, k30 = load_preset("gmvae_dilokthanakul_code_k30"), load_preset("gmvae_dilokthanakul_k30")
+    for data in (code, k30):
+        data.pop("description"), data.pop("name")
+    assert (code["model"].pop("z_dim"), code["model"].pop("w_dim")) == (200, 150)  # the code's
+    assert code["objective"].pop("cp_pi_gradient") == "negated"
+    k30["model"].pop("z_dim"), k30["model"].pop("w_dim")
+    assert code == k30  # nothing else differs
+    config = build_run_config("gmvae_dilokthanakul_code_k30")
+    assert config.objective.config.cp_pi_gradient == "negated"
