@@ -33,6 +33,8 @@ MODELS = {
     "gmvae_k30": ("gmvae_dilokthanakul_k30", []),
     "gmvae_k16": ("gmvae_dilokthanakul_k16", []),
     "gmvae_k10": ("gmvae_dilokthanakul_k10", []),
+    # the gradient and latent sizes of Dilokthanakul et al.'s code (issue 35; not measured yet)
+    "gmvae_k30_code": ("gmvae_dilokthanakul_code_k30", []),
     # the same with the seed's learned cluster posterior and one-sample conditional prior
     "gmvae_k30_net": ("gmvae_dilokthanakul_k30", ["model.cluster_posterior=network",
                                                   "objective.cp_estimator=sample"]),

@@ -91,6 +91,9 @@ def model_encoder(model: nn.Module, channels_last: bool = True, precision: str =
     encode.device = device  # type: ignore[attr-defined]
     encode.precision = precision  # type: ignore[attr-defined]
     encode.packed = fast is not None  # type: ignore[attr-defined]
+    # False for mixture priors: kl_decomposition then leaves out its KL against N(0, I)
+    encode.standard_normal_prior = getattr(  # type: ignore[attr-defined]
+        model, "standard_normal_prior", True)
     return encode
 
 
@@ -137,6 +140,8 @@ class GroundTruth:
             encoders and tensors, else the array's float type). The cache holds float64, which
             keeps float32 values exactly; histogram metrics bin in `code_dtype` by default, as
             disentanglement_lib bins its float32 codes with float32 edges.
+        standard_normal_prior: whether the codes' prior is N(0, I): the encoder's attribute of
+            that name (`model_encoder` copies the model's), True when it has none.
     """
 
     def __init__(
@@ -152,6 +157,7 @@ class GroundTruth:
             raise ValueError("GroundTruth needs an encoder or precomputed codes")
         self.dataset = dataset
         self.encoder = encoder
+        self.standard_normal_prior = bool(getattr(encoder, "standard_normal_prior", True))
         self.batch_size = int(batch_size)
         n = len(dataset)
         self._codes: np.ndarray | None = None

@@ -90,6 +90,9 @@ class Model(nn.Module):
     num_clusters: int = 0
     #: the categorical latent whose argmax is `cluster(x)` ("" without clusters)
     cluster_latent: str = ""
+    #: whether p(z) of the `represented` latents is N(0, I); False for mixture priors (GMVAE,
+    #: UG-VAE), where `kl_decomposition` leaves out its dimension-wise KL against N(0, I)
+    standard_normal_prior: bool = True
 
     # -- the contract ---------------------------------------------------------------------------
 

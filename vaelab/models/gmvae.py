@@ -323,6 +323,7 @@ class GMVAE(Model):
     represented = ("z",)
     traversal_latent = "z"
     cluster_latent = "y"
+    standard_normal_prior = False  # a mixture prior on z
 
     def __init__(self, config: GMVAEConfig = GMVAEConfig()) -> None:
         super().__init__()
@@ -387,10 +388,12 @@ class GMVAE(Model):
 
     # -- the contract -------------------------------------------------------------------------
 
-    def forward(self, x: Tensor, samples: int = 1) -> GMVAEOutput:
-        """Encodes, draws `samples` (w, z) per image in train mode (the means in eval mode)."""
+    def forward(self, x: Tensor, samples: int = 1, sample: bool | None = None) -> GMVAEOutput:
+        """Encodes, draws `samples` (w, z) per image when `sample` (default: in train mode), else
+        takes the means (one row per image). The objective's `compute` samples in eval mode too,
+        so validation losses are Monte Carlo estimates, as the seeds'."""
         mu_z, logvar_z, mu_w, logvar_w = self.encode(x)
-        if self.training:
+        if self.training if sample is None else sample:
             z = DiagonalGaussian(mu_z.repeat(samples, 1), logvar_z.repeat(samples, 1)).rsample()
             w = DiagonalGaussian(mu_w.repeat(samples, 1), logvar_w.repeat(samples, 1)).rsample()
         else:

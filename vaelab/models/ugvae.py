@@ -117,6 +117,7 @@ class UGVAE(Model):
     represented = ("z",)
     traversal_latent = "z"
     cluster_latent = "d"
+    standard_normal_prior = False  # a mixture prior on z
 
     def __init__(self, config: UGVAEConfig = UGVAEConfig()) -> None:
         super().__init__()
@@ -183,12 +184,14 @@ class UGVAE(Model):
 
     # -- the contract -------------------------------------------------------------------------
 
-    def forward(self, x: Tensor) -> UGVAEOutput:
-        """One batch = one group: samples z_i and one beta in train mode, the means in eval."""
+    def forward(self, x: Tensor, sample: bool | None = None) -> UGVAEOutput:
+        """One batch = one group: samples z_i and one beta when `sample` (default: in train
+        mode), else the means. The objective's `compute` samples in eval mode too, so validation
+        losses are Monte Carlo estimates of the ELBO, as the seed's."""
         if len(x) < 2 and self.training:
             raise ValueError("UG-VAE pools its global latent over the batch: a batch of 1 "
                              "has no group; use batch_size >= 2")
-        sample = self.training
+        sample = self.training if sample is None else sample
         m, logvar_z, z, pi_logits, mu_beta, logvar_beta = self._encode(x, sample)
         beta = DiagonalGaussian(mu_beta, logvar_beta).rsample() if sample else mu_beta
         prior_mu, prior_logvar = self.prior_heads(beta)

@@ -20,8 +20,24 @@ Choices and the seed's behaviour (each an option, each tested):
   x~ = mu + sqrt(sigma) eps: its expected value is higher by D/2 and its gradient noisier.
   The default uses the decoder mean.
 * `cp_estimator`: "sample" is the seed's one-sample log-ratio at the sampled z (the Gaussian
-  constants cancel as sum_k pi_k = 1); "analytic" is sum_k pi_k KL(q(z|x) || p(z|w, y=k)), the
-  paper's form, with lower variance.
+  constants cancel as sum_k pi_k = 1), an unbiased estimate of the ELBO's term
+  E_q(z|x)[sum_k pi_k(z) (log q(z|x) - log p(z|w, k))]. "analytic" is
+  sum_k pi_k KL(q(z|x) || p(z|w, y=k)) with pi at the sampled z: Dilokthanakul et al.'s eq. 5
+  and their code's `ExpectedKLDivergence`. It is **not** a lower-variance estimate of the same
+  term: pi depends on the sampled z, so E_z[sum_k pi_k(z) KL_k] is another number than
+  E_z[sum_k pi_k(z) log-ratio_k(z)], a different objective, not in general a bound. A 1-D case:
+  q = N(0, 1), components N(-+2, 1), the Bayes-rule pi: E[cp + kl_y] is 0.943 nats sampled and
+  2.402 analytic (tests/objectives/test_gmvae_oracles.py). With the Bayes-rule posterior and
+  lambda = 0 the sampled form is, per row, exactly
+  cp + kl_y = log q(z|x) - logsumexp_k log N(z; mu_k, v_k) + log K, the one-sample KL from
+  q(z|x) to the mixture (1/K) sum_k p(z|w, k).
+* `cp_pi_gradient`: "exact" (default) is autograd's gradient. "negated" is the gradient of
+  Dilokthanakul et al.'s code (Nat-D/GMVAE, main.lua, `gradQz:add(...):mul(-1)`): whenever the
+  thresholded y-prior term (kl_y, or the information I with `min_information_on="information"`)
+  is above lambda, the gradient of cp with respect to pi is negated (the gradients of cp through
+  q(z|x) and the component Gaussians, and the y-prior term's own, are autograd's). The loss value
+  is unchanged. Below lambda the two agree (the y-prior gradient is then cut by the threshold in
+  both). It follows no objective; it is offered to reproduce the code, not recommended.
 * `y_prior`: "forward" is the KL above (the seed since 426e592); "reverse" is KL(Uniform || pi),
   the seed before that commit. The seed adds 1e-10 inside its logs; log-softmax is used here.
 * `min_information` = lambda > 0 is the paper's minimum-information constraint against cluster
@@ -32,6 +48,10 @@ Choices and the seed's behaviour (each an option, each tested):
   information I only: y_term = balance * KL(pi_bar || U) + max(I, lambda). With lambda = log K the
   clusters' information is free and only an unbalanced use of the K clusters is paid, at weight
   `balance` (1: the ELBO's own weight; lambda = 0 and balance = 1 give the ELBO exactly).
+  The minibatch KL(pi_bar_B || U) is biased upward as an estimate of the aggregate's
+  KL(pi_bar || U) (convexity): by about (1 / 2B) sum_k Var(pi_k) / pi_bar_k, which is (K - 1) / 2B
+  for one-hot posteriors (the Bayes-rule pi): 0.07 nats at K = 30, B = 200. Its gradient pushes
+  toward balance within each batch as well as across batches.
   Why: with the Bayes-rule posterior, pi is nearly one-hot from the start (kl_y ~ log K), so the
   paper's max(kl_y, lambda) never binds; the failure on MNIST here is not the uniform degeneracy
   the constraint targets but a few components taking every image (3-4 of 30 used after 5,000
@@ -62,6 +82,7 @@ __all__ = ["GMVAEObjective", "GMVAEObjectiveConfig"]
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 CP_ESTIMATORS = ("sample", "analytic")
+CP_PI_GRADIENTS = ("exact", "negated")
 Y_PRIORS = ("forward", "reverse")
 MIN_INFORMATION_ON = ("kl", "information")
 
@@ -73,7 +94,8 @@ class GMVAEObjectiveConfig:
     likelihood: str = "gaussian"  # "gaussian" (variance sigma, the seed) | "bernoulli"
     sigma: float = 0.1  # the Gaussian likelihood's VARIANCE (the seed's --sigma; its examples 0.001)
     noisy_reconstruction: bool = False  # the seed's recon on mu + sqrt(sigma) eps
-    cp_estimator: str = "sample"  # "sample" (seed) | "analytic" (Dilokthanakul et al.)
+    cp_estimator: str = "sample"  # "sample" (seed, the ELBO) | "analytic" (Dilokthanakul et al.)
+    cp_pi_gradient: str = "exact"  # "exact" | "negated" (Nat-D/GMVAE's code; module docstring)
     samples: int = 1  # M Monte Carlo draws of (w, z) per image
     min_information: float = 0.0  # lambda of the minimum-information constraint (0: off)
     y_prior: str = "forward"  # "forward" KL(pi || U) | "reverse" KL(U || pi) (the seed < 2020)
@@ -88,6 +110,9 @@ class GMVAEObjectiveConfig:
         if self.cp_estimator not in CP_ESTIMATORS:
             raise ValueError(f"cp_estimator must be one of {CP_ESTIMATORS}, got "
                              f"{self.cp_estimator!r}")
+        if self.cp_pi_gradient not in CP_PI_GRADIENTS:
+            raise ValueError(f"cp_pi_gradient must be one of {CP_PI_GRADIENTS}, got "
+                             f"{self.cp_pi_gradient!r}")
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.min_information < 0:
@@ -127,7 +152,10 @@ class GMVAEObjective(Objective):
         super().__init__(config)
 
     def compute(self, model: nn.Module, batch: Any, step: Tensor) -> dict[str, Tensor]:
-        return self(model(batch.x, samples=self.config.samples), batch.x, step)
+        """The terms at `samples` draws of (w, z), in train and eval mode alike: validation's
+        `valid/loss` is then a Monte Carlo estimate of the training objective (the ELBO with
+        lambda = 0), as both seeds compute it, not the plug-in at the posterior means."""
+        return self(model(batch.x, samples=self.config.samples, sample=True), batch.x, step)
 
     def _log_likelihood(self, logits: Tensor, x: Tensor) -> Tensor:
         """log p(x | z) per draw, (S B,)."""
@@ -146,7 +174,6 @@ class GMVAEObjective(Objective):
         recon = -self._log_likelihood(out.logits, x_rep).mean()
         log_pi = torch.log_softmax(out.cluster_logits, dim=-1)  # (S B, K)
         pi = log_pi.exp()
-        cp = conditional_prior_term(out, pi, config.cp_estimator).mean()
         kl_w = kl_normal_normal(out.mu_w, out.logvar_w)
         if config.y_prior == "forward":
             kl_y = kl_categorical_uniform(out.cluster_logits)
@@ -158,11 +185,19 @@ class GMVAEObjective(Objective):
             log_bar = torch.logsumexp(log_pi, dim=0) - math.log(log_pi.shape[0])
             marginal = (log_bar.exp() * (log_bar + math.log(log_pi.shape[-1]))).sum()
             information = kl_y - marginal
+            thresholded = information
             y_term = config.balance * marginal + torch.clamp(information, min=config.min_information)
         elif config.min_information:
+            thresholded = kl_y
             y_term = torch.clamp(kl_y, min=config.min_information)
         else:
-            y_term = kl_y
+            thresholded = y_term = kl_y
+        pi_cp = pi
+        if config.cp_pi_gradient == "negated":
+            # Nat-D/GMVAE: the value pi exactly (pi - pi is 0), the gradient -1 above lambda
+            sign = torch.where(thresholded.detach() > config.min_information, -1.0, 1.0)
+            pi_cp = pi.detach() + sign * (pi - pi.detach())
+        cp = conditional_prior_term(out, pi_cp, config.cp_estimator).mean()
         loss = recon + cp + kl_w + y_term
         # utilised clusters in the batch: how many components receive an argmax (detached)
         used = torch.zeros(pi.shape[-1], device=pi.device).index_fill_(

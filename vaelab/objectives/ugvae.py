@@ -4,24 +4,36 @@
 
 * recon: -sum_i log N(x_i; f([z_i; beta]), var_x), with its normaliser (the seed's);
 * KL_z = sum_i sum_k pi_ik KL(q(z_i|x_i) || p(z | d=k, beta)): analytic in z, with pi from the
-  sampled z and the prior at the sampled beta — the seed's hybrid estimator (`estimator="hybrid"`);
+  sampled z and the prior at the sampled beta — the seed's hybrid (`estimator="hybrid"`).
   `estimator="monte_carlo"` instead takes log q(z_i|x_i) - sum_k pi_ik log p(z_i | k, beta) at the
-  sampled z_i (an unbiased one-sample estimate of the same expectation);
+  sampled z_i: the unbiased one-sample estimate of the ELBO's term
+  E_q(z|x)[sum_k pi_k(z) (log q(z|x) - log p(z | k, beta))]. The hybrid is not a lower-variance
+  estimate of that term: pi = q(d|z) depends on the sampled z, so E_z[sum_k pi_k(z) KL_k] is
+  another number, a different objective (not in general a bound). On a 1-D case (q = N(0, 1),
+  components N(-+2, 1), pi the Bayes-rule posterior of z) the two expectations of KL_z differ by
+  1.46 nats (tests/objectives/test_ugvae_oracles.py);
 * KL_d = sum_i KL(Cat(pi_i) || Uniform(K));
 * KL_beta = KL(q(beta|X) || N(0, I)), once per batch.
 
-`reduction`: "sum" is the seed's (a sum over the batch: Adam's effective learning rate then grows
-with the batch size); "mean" divides the whole batch loss by B (KL_beta included, as 1/B of it
-per image), so losses are per image and comparable across batch sizes. Terms are logged in the
-same reduction.
+`reduction`: "sum" is the seed's (a sum over the batch); "mean" divides the whole batch loss by B
+(KL_beta included, as 1/B of it per image), so losses are per image and comparable across batch
+sizes. The two train alike under Adam, which is invariant to a constant scale of the loss (up
+to its eps): the choice changes the logged numbers, not the steps (a test pins three Adam steps
+equal); it would change an SGD learning rate or a gradient-clipping threshold. Terms are logged
+in the same reduction.
+
+`compute` samples z and beta in eval mode too (`UGVAE.forward(sample=True)`), so validation's
+`valid/loss`, which keep_best and early stopping use, is a one-sample Monte Carlo estimate of the
+negative ELBO as in the seed, not the plug-in at the posterior means.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from vaelab.distributions import (
     expected_component_kl,
@@ -72,6 +84,10 @@ class UGVAEObjective(Objective):
 
     def __init__(self, config: UGVAEObjectiveConfig = UGVAEObjectiveConfig()) -> None:
         super().__init__(config)
+
+    def compute(self, model: nn.Module, batch: Any, step: Tensor) -> dict[str, Tensor]:
+        """The terms at a sample of (z, beta), in train and eval mode alike (module docstring)."""
+        return self(model(batch.x, sample=True), batch.x, step)
 
     def forward(self, out: UGVAEOutput, x: Tensor, step: Tensor) -> dict[str, Tensor]:
         config = self.config
