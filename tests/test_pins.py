@@ -159,7 +159,7 @@ def test_a_resumed_run_continues_warmup_and_annealing_from_its_step(tmp_path, ti
     from vaelab.factory import run_config_from_dict
     from vaelab.io import read_csv_columns
 
-    config = tiny(steps=3, log_every=1, batch_size=8)
+    config = tiny(steps=3, log_every=1, batch_size=8, loggers=[])  # no TensorBoard: faster
     config["model"]["latent_dim"] = 2
     config["objective"] = objective
     fit(run_config_from_dict(config), tmp_path / "run")
