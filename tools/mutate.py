@@ -38,6 +38,8 @@ WEAK = ["tests/objectives/test_weak.py"]
 PAIRS = ["tests/data/test_pairs.py"]
 BENCH = ["tests/data/test_benchmark_datasets.py"]
 VARIANTS = ["tests/data/test_dsprites_variants.py"]
+PINS = ["tests/test_pins.py"]
+METRIC_PINS = ["tests/metrics/test_metric_pins.py"]
 
 # (name, file, original snippet, mutated snippet, test files)
 MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
@@ -509,6 +511,76 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("hungarian: many-to-one", "vaelab/metrics/clustering.py",
      "return float(table[rows, cols].sum() / len(labels))",
      "return float(table.max(1).sum() / len(labels))", ["tests/metrics/test_hungarian_oracle.py"]),
+    # issue 35: behaviour pins
+    ("pins: rsample scaled by the variance", "vaelab/distributions.py",
+     "return self.mu + torch.exp(0.5 * self.logvar) * torch.randn_like(self.mu)",
+     "return self.mu + torch.exp(self.logvar) * torch.randn_like(self.mu)", PINS),
+    ("pins: gmvae w not sampled in training", "vaelab/models/gmvae.py",
+     "w = DiagonalGaussian(mu_w.repeat(samples, 1), logvar_w.repeat(samples, 1)).rsample()",
+     "w = mu_w.repeat(samples, 1)", PINS),
+    ("pins: gmvae conditional prior at the mean w", "vaelab/models/gmvae.py",
+     "prior_mu, prior_logvar = self.prior_heads(w)\n        return GMVAEOutput(",
+     "prior_mu, prior_logvar = self.prior_heads(mu_w.repeat(samples, 1))\n"
+     "        return GMVAEOutput(", PINS),
+    ("pins: gmvae z draws image-major", "vaelab/models/gmvae.py",
+     "z = DiagonalGaussian(mu_z.repeat(samples, 1), logvar_z.repeat(samples, 1)).rsample()",
+     "z = DiagonalGaussian(mu_z.repeat_interleave(samples, 0),"
+     " logvar_z.repeat_interleave(samples, 0)).rsample()", PINS),
+    ("pins: gmvae x repeated image-major", "vaelab/objectives/gmvae.py",
+     "x_rep = x.repeat(samples, *([1] * (x.dim() - 1)))",
+     "x_rep = x.repeat_interleave(samples, dim=0)", PINS),
+    ("pins: gmvae cp posterior repeated image-major", "vaelab/objectives/gmvae.py",
+     "return expected_component_kl(out.mu_z.repeat(out.samples, 1),",
+     "return expected_component_kl(out.mu_z.repeat_interleave(out.samples, 0),", PINS),
+    ("pins: cluster accuracy is the Hungarian one", "vaelab/metrics/clusters.py",
+     '"accuracy": many_to_one_accuracy(fit_clusters, fit_labels, clusters, labels),',
+     '"accuracy": cluster_accuracy(labels, clusters),', METRIC_PINS),
+    ("pins: cluster map fitted on the scored split", "vaelab/metrics/clusters.py",
+     '"accuracy": many_to_one_accuracy(fit_clusters, fit_labels, clusters, labels),',
+     '"accuracy": many_to_one_accuracy(clusters, labels, clusters, labels),', METRIC_PINS),
+    ("pins: evaluate_clusters ignores the fit data", "vaelab/metrics/clusters.py",
+     "if fit is not None and fit is not test:", "if False:", METRIC_PINS),
+    ("pins: kl_decomposition draws with the variance", "vaelab/metrics/decomposition.py",
+     "z = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)",
+     "z = mu + np.exp(logvar) * rng.standard_normal(mu.shape)", METRIC_PINS),
+    ("pins: dci completeness weights factors equally", "vaelab/metrics/dci.py",
+     "factor_weight = weights.sum(axis=0) / weights.sum()", "factor_weight = np.ones(f) / f",
+     METRIC_PINS),
+    ("pins: sap scored on the training points", "vaelab/metrics/sap.py",
+     "x_train[:, d], y_train[:, k], x_test[:, d], y_test[:, k], scaling",
+     "x_train[:, d], y_train[:, k], x_train[:, d], y_train[:, k], scaling", METRIC_PINS),
+    ("pins: wasserstein norm divided by D", "vaelab/metrics/unsupervised.py",
+     '"gaussian_wasserstein_correlation_norm": value / float(np.trace(cov)),',
+     '"gaussian_wasserstein_correlation_norm": value / float(len(cov)),', METRIC_PINS),
+    ("pins: mig ignores bin_dtype", "vaelab/metrics/mig.py",
+     "binned = discretize(truth.binned_codes(codes, bin_dtype), num_bins)\n    mi = ",
+     "binned = discretize(codes, num_bins)\n    mi = ", METRIC_PINS),
+    ("pins: domain alignment scores pure B against mixed", "vaelab/experiments/ugvae.py",
+     "pure_scores = _svm_scores(codes[kinds < 2], kinds[kinds < 2], seed)",
+     "pure_scores = _svm_scores(codes[kinds > 0], kinds[kinds > 0], seed)", PINS),
+    ("pins: domain alignment mixed batches from domain A only", "vaelab/experiments/ugvae.py",
+     "mixed = [np.concatenate([rng.choice(pools[0], size // 2), rng.choice(pools[1],",
+     "mixed = [np.concatenate([rng.choice(pools[0], size // 2), rng.choice(pools[0],", PINS),
+    ("pins: resumed run restarts the schedules at step 0", "vaelab/engine.py",
+     'step_tensor = torch.full((), float(state["step"]), device=fabric.device)',
+     "step_tensor = torch.full((), 0.0, device=fabric.device)", PINS),
+    ("pins: checkpoint written in place", "vaelab/runs.py",
+     "atomic_write_bytes(path, buffer.getvalue())", "Path(path).write_bytes(buffer.getvalue())",
+     PINS),
+    ("pins: atomic_file writes into the target", "vaelab/io.py",
+     'fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")',
+     "fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), str(path)", PINS),
+    ("pins: every rank takes shard 0", "vaelab/data/batches.py",
+     "return index[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]",
+     "return index[:self.batch_size]", PINS),
+    ("pins: domain batches ignore the rank", "vaelab/data/mixed.py",
+     "        return DomainBatches(pools, config.batches, config.proportion, batch_size, generator,\n"
+     "                             rank, world_size)",
+     "        return DomainBatches(pools, config.batches, config.proportion, batch_size, generator,\n"
+     "                             0, world_size)", PINS),
+    ("pins: group batches ignore the rank", "vaelab/data/base.py",
+     "                            generator, rank, world_size)",
+     "                            generator, 0, world_size)", PINS),
 ]
 
 
