@@ -91,6 +91,15 @@ def test_batch_features_are_the_global_code_mean_image_and_mean_local_code(step_
                                atol=1e-6)
             assert np.allclose(features["global"][row], posterior["beta"].mean[0].numpy(),
                                atol=1e-6)
+    # The untrained baseline is the fresh model's global code, not the run's (moved away here).
+    from vaelab.experiments.ugvae import _features, untrained_model
+
+    with torch.no_grad():
+        run.model.expert.weight.add_(1.0)
+    both = _features(run, dataset, batches, bn="eval")
+    fresh = batch_features(untrained_model(run), dataset, batches, bn="eval")["global"]
+    assert np.array_equal(both["untrained"], fresh)
+    assert not np.allclose(both["global"], fresh, atol=1e-3)
 
 
 def test_domain_alignment_mean_pixel_baseline_separates_pure_domains(step_one_run,
@@ -230,3 +239,14 @@ def test_interpolation_grid_corners_and_every_component(step_one_run):
     for row, col, i, j in ((0, 0, 0, 0), (0, -1, 0, 1), (-1, 0, 1, 0), (-1, -1, 1, 1)):
         assert np.abs(cells[row, col] - decoded(i, j)).max() <= 1 / 255 + 1e-6, (row, col)
     assert np.abs(decoded(0, 1) - decoded(1, 0)).max() > 0.1  # rows and columns differ
+
+
+def test_report_puts_baselines_and_margin_right_after_their_score():
+    from vaelab.viz.report import _beside_their_scores
+
+    score = "experiment.domain_alignment.pure.linear_svm"
+    keys = [f"{score}.margin", "mig", f"{score}.baseline.mean_local", score, "dci",
+            f"{score}.baseline.untrained", "experiment.x.y.rbf_svm.margin"]
+    assert _beside_their_scores(keys) == [
+        "mig", score, f"{score}.baseline.mean_local", f"{score}.baseline.untrained",
+        f"{score}.margin", "dci", "experiment.x.y.rbf_svm.margin"]  # an orphan stays
