@@ -279,6 +279,15 @@ def _metrics_table(scores: Mapping[str, Any], table_id: str,
 def _beside_their_scores(keys: list[str]) -> list[str]:
     """`keys` with each experiment score's baselines and margin (`S.baseline.*`, `S.margin`)
     moved right after `S`, in that order, whatever order metrics.json holds them in."""
+    from vaelab.metrics.properties import EXPERIMENT_BASELINES
+
+    rank = {f".baseline.{name}": i for i, name in enumerate(EXPERIMENT_BASELINES)}
+
+    def place(key: str) -> int:  # the baselines in their usual order, then the margin
+        if key.endswith(".margin"):
+            return len(rank) + 1
+        return rank.get(".baseline." + key.rpartition(".baseline.")[2], len(rank))
+
     def owner(key: str) -> str:
         if ".baseline." in key:
             return key.rpartition(".baseline.")[0]
@@ -294,7 +303,7 @@ def _beside_their_scores(keys: list[str]) -> list[str]:
         if owner(key) not in present:
             ordered.append(key)
             tail = followers.get(key, [])
-            ordered += sorted(tail, key=lambda k: k.endswith(".margin"))  # baselines, margin
+            ordered += sorted(tail, key=place)
     return ordered
 
 
