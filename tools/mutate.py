@@ -40,6 +40,7 @@ BENCH = ["tests/data/test_benchmark_datasets.py"]
 VARIANTS = ["tests/data/test_dsprites_variants.py"]
 PINS = ["tests/test_pins.py"]
 METRIC_PINS = ["tests/metrics/test_metric_pins.py"]
+BASE = ["tests/test_experiment_baselines.py"]
 
 # (name, file, original snippet, mutated snippet, test files)
 MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
@@ -200,11 +201,11 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "predicted = [mapping.get(int(c), y) for c, y in zip(np.asarray(clusters), labels)]", GM),
     # -- the oneDNN inference path of the encoders
     ("ugvae experiments: the pair scored on random vs A batches", "vaelab/experiments/ugvae.py",
-     "_svm_scores(codes[kinds > 0], kinds[kinds > 0], seed)",
-     "_svm_scores(codes[kinds < 2], kinds[kinds < 2], seed)", ["tests/test_experiments.py"]),
+     "_scored(features, kinds[kinds > 0], seed, kinds > 0)",
+     "_scored(features, kinds[kinds < 2], seed, kinds < 2)", ["tests/test_experiments.py"]),
     ("ugvae experiments: grouped vs random against B batches", "vaelab/experiments/ugvae.py",
-     "np.concatenate([grouped_codes, codes[:batches]])",
-     "np.concatenate([grouped_codes, codes[-batches:]])", ["tests/test_experiments.py"]),
+     "{k: v[:batches] for k, v in features.items()}",
+     "{k: v[-batches:] for k, v in features.items()}", ["tests/test_experiments.py"]),
     ("ugvae experiments: experts' ESS without its square", "vaelab/experiments/ugvae.py",
      "(w.sum(0) ** 2 / (w ** 2).sum(0))", "(w.sum(0) / (w ** 2).sum(0))",
      ["tests/test_experiments.py"]),
@@ -581,6 +582,45 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("pins: group batches ignore the rank", "vaelab/data/base.py",
      "                            generator, rank, world_size)",
      "                            generator, 0, world_size)", PINS),
+    # issue 35: baselines
+    ("baselines: the baseline SVMs fed the global code", "vaelab/experiments/ugvae.py",
+     "{name: _svm_scores(features[name][rows], labels, seed) for name in BASELINES}",
+     "{name: _svm_scores(features[\"global\"][rows], labels, seed) for name in BASELINES}",
+     BASE),
+    ("baselines: margin over the worst baseline", "vaelab/experiments/ugvae.py",
+     "value - max(baselines[name][key] for name in BASELINES)",
+     "value - min(baselines[name][key] for name in BASELINES)", BASE),
+    ("baselines: untrained model not from the run's seed", "vaelab/experiments/ugvae.py",
+     "torch.manual_seed(run.config.seed)", "torch.manual_seed(run.config.seed + 1)", BASE),
+    ("baselines: untrained baseline encoded by the trained model",
+     "vaelab/experiments/ugvae.py",
+     "model = untrained if untrained is not None else untrained_model(run)",
+     "model = untrained if untrained is not None else run.model", BASE),
+    ("baselines: mean pixels of the first image only", "vaelab/experiments/ugvae.py",
+     "pixels.append(x.float().mean(0).flatten().cpu())",
+     "pixels.append(x[0].float().flatten().cpu())", BASE),
+    ("baselines: mean local code of the first image only", "vaelab/experiments/ugvae.py",
+     "local.append(m.float().mean(0).cpu())", "local.append(m[0].float().cpu())", BASE),
+    ("baselines: report keeps metrics.json's order", "vaelab/viz/report.py",
+     "keys = _beside_their_scores(headline + [k for k in scores if k not in headline])",
+     "keys = headline + [k for k in scores if k not in headline]", BASE),
+    ("alignment: global path from B to A", "vaelab/experiments/ugvae.py",
+     "path = (1 - lam) * ends[0] + lam * ends[1]  # (steps, Db)",
+     "path = (1 - lam) * ends[1] + lam * ends[0]  # (steps, Db)", BASE),
+    ("alignment: every column a local code of domain A", "vaelab/experiments/ugvae.py",
+     ".mean[:cols] for b in (pure_a, pure_b)])", ".mean[:cols] for b in (pure_a, pure_a)])",
+     BASE),
+    ("alignment: path ends from 4-image batches", "vaelab/experiments/ugvae.py",
+     "images = alignment_grid(run.model, dataset, pure[0][0], pure[1][0], codes[a], codes[b], bn)",
+     "images = alignment_grid(run.model, dataset, pure[0][0], pure[1][0], global_codes("
+     "run.model, dataset, [pure[0][0][:4]], bn)[0], global_codes(run.model, dataset, "
+     "[pure[1][0][:4]], bn)[0], bn)", BASE),
+    ("interpolation: local path reversed", "vaelab/experiments/ugvae.py",
+     "z_path = (1 - lam) * locals_[0] + lam * locals_[1]",
+     "z_path = (1 - lam) * locals_[1] + lam * locals_[0]", BASE),
+    ("interpolation: only the first 8 components written", "vaelab/experiments/ugvae.py",
+     "for k, grid in enumerate(grids):  # every component",
+     "for k, grid in enumerate(grids[:8]):  # every component", BASE),
 ]
 
 

@@ -7,8 +7,9 @@
 * `domain_alignment` (§4.2, the exp2 form): pure batches of domain A, of domain B and mixed
   batches are encoded; the global code of each batch is its pooled posterior mean. Linear and RBF
   SVMs (scikit-learn, 5-fold cross-validation) classify pure A vs pure B batches from it, and the
-  three batch types; a PCA map shows the codes with the straight path between two pure batches
-  and the images decoded at its ends.
+  three batch types; a PCA map shows the codes with the straight path between two pure batches'
+  own codes, beside the seed's alignment grid (`alignment_grid`): the same local codes decoded
+  with every global code on that path, from domain A's (top) to domain B's (bottom).
 * `global_structure` (§4.3, offline form): on factor data the seed's protocol with two values of a
   factor in place of Male and Female (all squares / all hearts, all small / all large, ...):
   2-class SVM of value A vs value B batches (the paper's 85 % figure is this form on CelebA) and
@@ -20,6 +21,15 @@
   primes; `vaelab.data.series`) encoded by a model trained on random batches: the global and local
   maps, and the 4-way SVM accuracy of the series type from the global code (chance 0.25), a number
   the seed never gave.
+
+Null baselines: every SVM score `S` is written beside the same score with three other
+per-batch features in place of the trained model's global code, on the same batches, labels,
+folds and `bn`: `S.baseline.untrained` (the global code of the untrained, step-0 model,
+`untrained_model`), `S.baseline.mean_pixels` (the batch's mean image), `S.baseline.mean_local`
+(the mean of the trained model's local codes over the batch), and `S.margin` = S minus the best
+of the three. A score whose margin is not above 0 says nothing about the global code: pure
+dSprites domains (as is / inverted) differ in mean intensity, a batch's digit histogram alone
+tells the MNIST series apart.
 
 BatchNorm (`bn`): "train" uses batch statistics as the seed's scripts did (they never call
 `eval()`), on a copy of the model so its running statistics are untouched; "eval" uses the
@@ -43,8 +53,9 @@ from vaelab.viz.losses import new_figure
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["EXPERIMENTS", "domain_alignment", "experts_ess", "global_codes", "global_structure",
-           "interpolation", "mnist_series", "run_experiment"]
+__all__ = ["BASELINES", "EXPERIMENTS", "alignment_grid", "batch_features", "domain_alignment",
+           "experts_ess", "global_codes", "global_structure", "interpolation", "mnist_series",
+           "run_experiment", "untrained_model"]
 
 EXPERIMENTS: Registry = Registry("experiment")
 BN_MODES = ("train", "eval")
@@ -67,9 +78,14 @@ def _encoder(model: Any, bn: str) -> Any:
 
 
 @torch.no_grad()
-def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = "train",
-                 ess: list[float] | None = None) -> np.ndarray:
-    """The pooled posterior mean of the global latent of each index batch: (n, D_beta).
+def batch_features(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = "train",
+                   ess: list[float] | None = None) -> dict[str, np.ndarray]:
+    """Per index batch, in one encoding pass (`bn` as in `global_codes`):
+
+    * "global": the pooled posterior mean of the global latent, (n, D_beta);
+    * "mean_local": the mean over the batch's images of their local posterior means
+      (`model.traversal_latent`, UG-VAE's z), (n, D_z);
+    * "mean_pixels": the batch's mean image, flattened, (n, C*H*W).
 
     With a list `ess` and a model with per-image `experts` (UG-VAE), appends each batch's
     effective number of experts, `experts_ess`."""
@@ -78,16 +94,82 @@ def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = 
     name = _batch_latent(model)
     encoder = _encoder(model, bn)
     device = next(model.parameters()).device
-    codes = []
+    codes, local, pixels = [], [], []
     for index in batches:
         x = dataset.batch(index).to(device)
         if ess is not None and hasattr(encoder, "experts"):
-            mean, logvar = encoder.experts(x)
+            # UG-VAE's experts and local means in one pass (pooled: its posterior, bit for bit)
+            m, _, _, _, mean, logvar = encoder._experts(x, sample=False)
             ess.append(experts_ess(logvar))
             codes.append(pool_experts(mean, logvar)[0][0].float().cpu())
         else:
-            codes.append(encoder.posterior(x)[name].mean[0].float().cpu())
-    return torch.stack(codes).numpy()
+            posterior = encoder.posterior(x)
+            codes.append(posterior[name].mean[0].float().cpu())
+            m = posterior[model.traversal_latent].mean
+        local.append(m.float().mean(0).cpu())
+        pixels.append(x.float().mean(0).flatten().cpu())
+    return {"global": torch.stack(codes).numpy(), "mean_local": torch.stack(local).numpy(),
+            "mean_pixels": torch.stack(pixels).numpy()}
+
+
+def global_codes(model: Any, dataset: Any, batches: list[np.ndarray], bn: str = "train",
+                 ess: list[float] | None = None) -> np.ndarray:
+    """The pooled posterior mean of the global latent of each index batch: (n, D_beta).
+
+    `bn="train"` encodes with batch statistics (a train-mode copy), "eval" with the running
+    ones. With a list `ess` and a model with per-image `experts` (UG-VAE), appends each batch's
+    effective number of experts, `experts_ess`."""
+    return batch_features(model, dataset, batches, bn, ess)["global"]
+
+
+def untrained_model(run: Any) -> Any:
+    """The run's architecture freshly initialised from the run's seed: its step-0 weights.
+
+    Training seeds torch with `config.seed` and builds the model before drawing anything else
+    from torch's generator, so this is the model training started from (tested against a run
+    trained one step at lr 1e-30); BatchNorm running statistics are at their initial values
+    (mean 0, variance 1). torch's global generator is left as it was."""
+    from vaelab.factory import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run.config.seed)
+        model = build_model(run.config.model)
+    return model.to(next(run.model.parameters()).device).eval()
+
+
+# The null baselines of every experiment score: the same classifier on the same batches with
+# another per-batch feature in place of the trained model's global code.
+BASELINES = ("untrained", "mean_pixels", "mean_local")
+
+
+def _features(run: Any, dataset: Any, batches: list[np.ndarray], bn: str,
+              ess: list[float] | None = None, untrained: Any = None) -> dict[str, np.ndarray]:
+    """The global code of each batch ("global") and its baselines' features: "untrained", the
+    global code of the untrained model (`untrained_model`, same `bn`); "mean_pixels", the
+    batch's mean image; "mean_local", the mean of the trained model's local codes."""
+    features = batch_features(run.model, dataset, batches, bn, ess)
+    model = untrained if untrained is not None else untrained_model(run)
+    features["untrained"] = batch_features(model, dataset, batches, bn)["global"]
+    return features
+
+
+def _join(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _scored(features: dict[str, np.ndarray], labels: np.ndarray, seed: int,
+            rows: Any = slice(None)) -> dict[str, float]:
+    """`_svm_scores` of the global code and, beside each score `S`, the same score of each
+    baseline feature (`S.baseline.<name>`) and `S.margin` = S - the best baseline's score."""
+    main = _svm_scores(features["global"][rows], labels, seed)
+    baselines = {name: _svm_scores(features[name][rows], labels, seed) for name in BASELINES}
+    scores: dict[str, float] = {}
+    for key, value in main.items():
+        scores[key] = value
+        for name in BASELINES:
+            scores[f"{key}.baseline.{name}"] = baselines[name][key]
+        scores[f"{key}.margin"] = value - max(baselines[name][key] for name in BASELINES)
+    return scores
 
 
 def experts_ess(logvar: torch.Tensor) -> float:
@@ -100,8 +182,7 @@ def experts_ess(logvar: torch.Tensor) -> float:
 
 
 def _svm_scores(codes: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
@@ -110,13 +191,17 @@ def _svm_scores(codes: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, f
         raise VaelabError(f"5-fold cross-validation needs at least 5 batches of each kind; the "
                           f"smallest kind has {counts.min()} of {len(labels)} batches: pass more "
                           f"--batches (mnist_series: 4 series, so at least 20)")
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    scores = {}
-    for kernel in ("linear", "rbf"):
-        classifier = make_pipeline(StandardScaler(), SVC(kernel=kernel))
-        scores[f"{kernel}_svm"] = float(cross_val_score(classifier, codes, labels,
-                                                        cv=folds).mean())
-    return scores
+    # cross_val_score(make_pipeline(StandardScaler(), SVC(kernel)), cv=folds), unrolled: the
+    # same folds and fits, the scaling shared by both kernels (a third less time; the baselines
+    # run four of these per score)
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed).split(codes, labels)
+    accuracy: dict[str, list[float]] = {"linear": [], "rbf": []}
+    for train, test in folds:
+        scaler = StandardScaler().fit(codes[train])
+        fit, held = scaler.transform(codes[train]), scaler.transform(codes[test])
+        for kernel, values in accuracy.items():
+            values.append(SVC(kernel=kernel).fit(fit, labels[train]).score(held, labels[test]))
+    return {f"{kernel}_svm": float(np.mean(values)) for kernel, values in accuracy.items()}
 
 
 def _domain_pools(dataset: Any) -> list[np.ndarray]:
@@ -138,46 +223,81 @@ def domain_alignment(run: Any, batches: int = 100, batch_size: int = 0, bn: str 
     mixed = [np.concatenate([rng.choice(pools[0], size // 2), rng.choice(pools[1],
                                                                          size - size // 2)])
              for _ in range(batches)]
-    codes = global_codes(run.model, dataset, [*pure[0], *pure[1], *mixed], bn)
+    features = _features(run, dataset, [*pure[0], *pure[1], *mixed], bn)
     kinds = np.repeat(np.arange(3), batches)  # 0: pure A, 1: pure B, 2: mixed
-    pure_scores = _svm_scores(codes[kinds < 2], kinds[kinds < 2], seed)
-    three = _svm_scores(codes, kinds, seed)
+    pure_scores = _scored(features, kinds[kinds < 2], seed, kinds < 2)
+    three = _scored(features, kinds, seed)
     scores = {**{f"pure.{k}": v for k, v in pure_scores.items()},
               **{f"three.{k}": v for k, v in three.items()}}
-    figure = _alignment_map(run, codes, kinds, pure, dataset)
-    return scores, {"experiment_domain_alignment.png": figure}
+    return scores, _alignment_figures(run, features["global"], kinds, pure, dataset, bn)
 
 
-def _alignment_map(run: Any, codes: np.ndarray, kinds: np.ndarray, pure: list, dataset: Any
-                   ) -> Figure:
+ALIGNMENT_STEPS = 5  # rows of the alignment grid: the global path from pure A to pure B
+ALIGNMENT_COLUMNS = 3  # local codes taken from each pure batch
+
+
+@torch.no_grad()
+def alignment_grid(model: Any, dataset: Any, pure_a: np.ndarray, pure_b: np.ndarray,
+                   code_a: np.ndarray, code_b: np.ndarray, bn: str = "train",
+                   steps: int = ALIGNMENT_STEPS, cols: int = ALIGNMENT_COLUMNS) -> torch.Tensor:
+    """The seed's domain-alignment picture (Peis et al. §4.2; ipeis/UG-VAE
+    `Interpolation.map_interpolation`): the same local codes decoded with domain A's and domain
+    B's global code. Columns: the local posterior means of the first `cols` images of the pure
+    batch `pure_a` and of `pure_b` (each batch encoded whole, as its global code was); rows: the
+    global code on the straight path from `code_a` (pure batch A's own code, first row) to
+    `code_b` (pure batch B's, last row). Returns (steps * 2 cols, C, H, W) images in (0, 1),
+    row by row; a column is one local code under every global code of the path."""
+    name = _batch_latent(model)
+    encoder = _encoder(model, bn)
+    device = next(model.parameters()).device
+    z = torch.cat([encoder.posterior(dataset.batch(b).to(device))[model.traversal_latent]
+                   .mean[:cols] for b in (pure_a, pure_b)])
+    ends = [torch.as_tensor(np.asarray(c), dtype=z.dtype, device=device).reshape(1, -1)
+            for c in (code_a, code_b)]
+    lam = torch.linspace(0, 1, steps, device=device, dtype=z.dtype)[:, None]
+    path = (1 - lam) * ends[0] + lam * ends[1]  # (steps, Db)
+    return torch.cat([model.generate({model.traversal_latent: z,
+                                      name: beta[None].expand(len(z), -1)}).float().cpu()
+                      for beta in path])
+
+
+def _alignment_figures(run: Any, codes: np.ndarray, kinds: np.ndarray, pure: list,
+                       dataset: Any, bn: str) -> dict[str, Any]:
+    """The PCA map of the global codes with the path between the first pure A and pure B
+    batches (its ends are their own codes), beside `alignment_grid` on that path; the grid also
+    as its own picture."""
     from sklearn.decomposition import PCA
 
-    points = PCA(n_components=2, random_state=0).fit_transform(codes)
+    from vaelab.viz.grid import image_grid, to_pil
+
+    a, b = int(np.flatnonzero(kinds == 0)[0]), int(np.flatnonzero(kinds == 1)[0])
+    images = alignment_grid(run.model, dataset, pure[0][0], pure[1][0], codes[a], codes[b], bn)
+    cols = len(images) // ALIGNMENT_STEPS
+    grid = image_grid(images, ALIGNMENT_STEPS, cols)
+    pca = PCA(n_components=2, random_state=0).fit(codes)
+    points = pca.transform(codes)
+    lam = np.linspace(0, 1, ALIGNMENT_STEPS)[:, None]
+    path = pca.transform((1 - lam) * codes[a] + lam * codes[b])
     names = getattr(dataset, "domain_names", ("domain 0", "domain 1"))
-    figure = new_figure(figsize=(9.5, 4.2), layout="constrained")
-    left, right = figure.subplots(1, 2, width_ratios=[1.3, 1])
+    figure = new_figure(figsize=(10, 4.2), layout="constrained")
+    left, right = figure.subplots(1, 2, width_ratios=[1.2, 1])
     for kind, label, colour in ((0, f"pure {names[0]}", "#1f77b4"),
                                 (1, f"pure {names[1]}", "#d62728"), (2, "mixed", "#7f7f7f")):
         where = kinds == kind
         left.scatter(points[where, 0], points[where, 1], s=12, color=colour, label=label,
                      alpha=0.8)
-    a, b = int(np.flatnonzero(kinds == 0)[0]), int(np.flatnonzero(kinds == 1)[0])
-    left.plot(points[[a, b], 0], points[[a, b], 1], "k--", lw=1, label="path between two pure")
+    left.plot(path[:, 0], path[:, 1], "k--o", ms=3, lw=1, label="path between two pure batches")
     left.set_title("global code of each batch (PCA)")
     left.set_xlabel("PC 1")
     left.set_ylabel("PC 2")
     left.legend(fontsize=7)
-    # The images at the two ends: the first images of each pure batch, reconstructed.
-    with torch.no_grad():
-        device = next(run.model.parameters()).device
-        ends = [run.model.reconstruct(dataset.batch(batch[:4]).to(device)).float().cpu()
-                for batch in (pure[0][0], pure[1][0])]
-    grid = torch.cat([torch.cat(list(e), dim=-1) for e in ends], dim=-2)  # (C, 2H, 4W)
-    picture = grid[0] if grid.shape[0] == 1 else grid.permute(1, 2, 0)
-    right.imshow(picture.numpy(), cmap="gray", vmin=0, vmax=1)
-    right.set_title(f"path ends: {names[0]} (top), {names[1]} (bottom)", fontsize=9)
+    right.imshow(grid, cmap="gray", vmin=0, vmax=255)
+    right.set_title(f"local codes of {cols // 2} {names[0]} and {cols - cols // 2} {names[1]} "
+                    f"images (columns),\nglobal code from the pure {names[0]} batch's (top) to "
+                    f"the pure {names[1]} batch's (bottom)", fontsize=8)
     right.set_axis_off()
-    return figure
+    return {"experiment_domain_alignment.png": figure,
+            "experiment_domain_alignment_grid.png": to_pil(grid)}
 
 
 def _embed(codes: np.ndarray, reduction: str, seed: int) -> np.ndarray:
@@ -259,22 +379,25 @@ def global_structure(run: Any, batches: int = 100, batch_size: int = 0, bn: str 
 
 
 def _seed_protocol(run: Any, dataset: Any, random: list, grouped: list[list], key: str,
-                   names: tuple[str, str], bn: str, seed: int, reduction: str
-                   ) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+                   names: tuple[str, str], bn: str, seed: int, reduction: str,
+                   untrained: Any = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, Any]]:
     """The seed's celeba_attributes protocol on drawn index batches: `random` (3 x n) and the
     two kinds in `grouped` (n each, e.g. Male and Female). Scores: `<key>.*` (2-class, the
     seed's 85 % form), `three.*` (random / first / second, its 66 % form), `experts_ess`; the
-    map of all codes and the first 5 images of each kind's first batch. Returns the codes too
-    (random ones first)."""
+    map of all codes and the first 5 images of each kind's first batch; every SVM score with
+    its baselines (`_scored`). Returns the features too (`_features`, random batches first)."""
     ess: list[float] = []
-    codes = global_codes(run.model, dataset, [*random, *grouped[0], *grouped[1]], bn, ess=ess)
+    features = _features(run, dataset, [*random, *grouped[0], *grouped[1]], bn, ess=ess,
+                         untrained=untrained)
+    codes = features["global"]
     kinds = np.concatenate([np.zeros(len(random), dtype=int), np.ones(len(grouped[0]), int),
                             np.full(len(grouped[1]), 2)])
     scores = {f"{key}.{k}": v for k, v in
-              _svm_scores(codes[kinds > 0], kinds[kinds > 0], seed).items()}
+              _scored(features, kinds[kinds > 0], seed, kinds > 0).items()}
     if ess:
         scores["experts_ess"] = float(np.mean(ess))
-    scores.update({f"three.{k}": v for k, v in _svm_scores(codes, kinds, seed).items()})
+    scores.update({f"three.{k}": v for k, v in _scored(features, kinds, seed).items()})
     styles = [RANDOM_STYLE, (names[0], "#106da5", "o"), (names[1], "#7c39bb", "o")]
     figures: dict[str, Any] = {"experiment_global_structure.png": _map(
         _embed(codes, reduction, seed), kinds, styles,
@@ -287,7 +410,7 @@ def _seed_protocol(run: Any, dataset: Any, random: list, grouped: list[list], ke
                             dataset.batch(grouped[1][0][:cols])])
     figures["experiment_global_structure_examples.png"] = to_pil(
         image_grid(firsts.float().cpu(), 2, cols))
-    return codes, scores, figures
+    return features, scores, figures
 
 
 def _pair_values(name: str, count: int, values: str | tuple[int, int]) -> tuple[int, int]:
@@ -344,24 +467,26 @@ def _factor_structure(run: Any, dataset: Any, batches: int, size: int, bn: str, 
     value_names = _value_names(dataset, factors[0], len(first))
     pairs = [[rng.choice(first[v], size) for _ in range(batches)] for v in (a, b)]
     random = [rng.integers(0, len(dataset), size) for _ in range(3 * batches)]
-    codes, scores, figures = _seed_protocol(
+    untrained = untrained_model(run)
+    features, scores, figures = _seed_protocol(
         run, dataset, random, pairs, "pair",
         (f"{factors[0]} = {value_names[a]}", f"{factors[0]} = {value_names[b]}"), bn, seed,
-        reduction)
+        reduction, untrained)
     which = rng.integers(0, len(groups), batches)
     grouped = [rng.choice(groups[g], size) for g in which]
-    grouped_codes = global_codes(run.model, dataset, grouped, bn)
-    mixed = np.concatenate([grouped_codes, codes[:batches]])  # the first `batches` random ones
+    grouped_features = _features(run, dataset, grouped, bn, untrained=untrained)
+    # the grouped batches and the first `batches` random ones
+    mixed = _join(grouped_features, {k: v[:batches] for k, v in features.items()})
     is_grouped = np.repeat([1, 0], batches)
     scores.update({f"grouped_vs_random.{k}": v for k, v in
-                   _svm_scores(mixed, is_grouped, seed).items()})
+                   _scored(mixed, is_grouped, seed).items()})
     counts = np.bincount(which, minlength=len(groups))
     if (counts[counts > 0] >= 5).all() and (counts > 0).sum() >= 2:
         scores.update({f"which_group.{k}": v for k, v in
-                       _svm_scores(grouped_codes, which, seed).items()})
+                       _scored(grouped_features, which, seed).items()})
     styles = [("batches sharing " + "+".join(factors), GROUP_COLOURS[0], "o"), RANDOM_STYLE]
     figures["experiment_global_structure_grouped.png"] = _map(
-        _embed(mixed, reduction, seed), 1 - is_grouped, styles,
+        _embed(mixed["global"], reduction, seed), 1 - is_grouped, styles,
         f"global code per batch ({reduction}): grouped vs random")
     return scores, figures
 
@@ -393,15 +518,18 @@ def mnist_series(run: Any, batches: int = 200, batch_size: int = 0, bn: str = "t
     rng = np.random.default_rng(seed + 1)
     random = [rng.integers(0, len(dataset), size) for _ in range(random_batches or 2 * batches)]
     ess: list[float] = []
-    codes = np.concatenate([global_codes(model, dataset, series, bn, ess=ess),
-                            global_codes(model, dataset, random, bn)])
-    scores = {f"series.{k}": v for k, v in _svm_scores(codes[:batches], kinds, seed).items()}
+    untrained = untrained_model(run)
+    features = _join(_features(run, dataset, series, bn, ess=ess, untrained=untrained),
+                     _features(run, dataset, random, bn, untrained=untrained))
+    codes = features["global"]
+    scores = {f"series.{k}": v for k, v in
+              _scored(features, kinds, seed, slice(0, batches)).items()}
     if ess:
         scores["experts_ess"] = float(np.mean(ess))
     scores["series.chance"] = float(np.bincount(kinds).max() / batches)
     is_series = np.concatenate([np.ones(batches, dtype=int), np.zeros(len(random), dtype=int)])
     scores.update({f"series_vs_random.{k}": v for k, v in
-                   _svm_scores(codes, is_series, seed).items()})
+                   _scored(features, is_series, seed).items()})
     all_kinds = np.concatenate([kinds, np.full(len(random), len(SERIES))])
     styles = [(name, GROUP_COLOURS[i], "o") for i, name in enumerate(SERIES)] + [RANDOM_STYLE]
     figures: dict[str, Any] = {"experiment_mnist_series_global.png": _map(
@@ -483,7 +611,7 @@ def interpolation(run: Any, batches: int = 100, batch_size: int = 0, bn: str = "
             cells.append(model.generate({model.traversal_latent: z,
                                          name: beta[None].expand(steps, -1)}).float().cpu())
         grids.append(image_grid(torch.cat(cells), steps, steps))
-    for k, grid in enumerate(grids[:8]):  # the first 8 components
+    for k, grid in enumerate(grids):  # every component
         figures[f"experiment_prior_interpolation_{k}.png"] = to_pil(grid)
     return {}, figures
 
@@ -523,5 +651,8 @@ def run_experiment(name: str, run_dir: str | Path, device: str = "cpu",
         atomic_write_bytes(run.dir / "plots" / filename, _save(filename, figure))
     merge_metrics(run.dir, scores, section="experiments", name=name, entry={
         **options, "svm": "5-fold cross-validated, standardised codes",
-        "codes": "pooled posterior mean of the global latent per batch"})
+        "codes": "pooled posterior mean of the global latent per batch",
+        "baselines": "same SVM on: untrained = the step-0 model's global code (the run's seed), "
+                     "mean_pixels = the batch's mean image, mean_local = the batch's mean local "
+                     "code; margin = score - the best baseline"})
     return scores

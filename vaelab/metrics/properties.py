@@ -140,8 +140,24 @@ EXPERIMENT_FORMS: dict[str, str] = {
 KERNELS = {"linear_svm": "linear", "rbf_svm": "RBF"}
 
 
+EXPERIMENT_BASELINES = {
+    "untrained": "the untrained (step-0) model's global code",
+    "mean_pixels": "the batch's mean image",
+    "mean_local": "the mean of the batch's local codes",
+}
+
+
 def _describe_experiment(key: str) -> tuple[str, int]:
     rest = key.removeprefix("experiment.")
+    head, _, baseline = rest.rpartition(".baseline.")
+    if head and baseline in EXPERIMENT_BASELINES:
+        meaning = _describe_experiment("experiment." + head)[0]
+        if meaning:
+            return (f"null baseline: the same score from {EXPERIMENT_BASELINES[baseline]} in "
+                    "place of the global code", _NEITHER)
+    if rest.endswith(".margin") and _describe_experiment(key.removesuffix(".margin"))[0]:
+        return ("the score minus its best null baseline (untrained model, mean image, mean "
+                "local code): <= 0 says nothing about the global code", _HIGHER)
     if rest.endswith(".experts_ess"):
         return ("effective number of images pooled into each batch's global code (1: one image "
                 "decides it; the batch size: all count alike)", _NEITHER)

@@ -260,7 +260,7 @@ def _metrics_table(scores: Mapping[str, Any], table_id: str,
     from vaelab.metrics.properties import HEADLINE, describe_score
 
     headline = [k for k in HEADLINE.values() if k in scores]
-    keys = headline + [k for k in scores if k not in headline]
+    keys = _beside_their_scores(headline + [k for k in scores if k not in headline])
     rows = []
     for key in keys:
         meaning, direction = describe_score(key)
@@ -274,6 +274,37 @@ def _metrics_table(scores: Mapping[str, Any], table_id: str,
     head = (f"<tr><th>metric</th><th>score</th>{interval_head}<th>direction</th>"
             "<th>meaning</th></tr>")
     return f'<table id="{table_id}"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _beside_their_scores(keys: list[str]) -> list[str]:
+    """`keys` with each experiment score's baselines and margin (`S.baseline.*`, `S.margin`)
+    moved right after `S`, in that order, whatever order metrics.json holds them in."""
+    from vaelab.metrics.properties import EXPERIMENT_BASELINES
+
+    rank = {f".baseline.{name}": i for i, name in enumerate(EXPERIMENT_BASELINES)}
+
+    def place(key: str) -> int:  # the baselines in their usual order, then the margin
+        if key.endswith(".margin"):
+            return len(rank) + 1
+        return rank.get(".baseline." + key.rpartition(".baseline.")[2], len(rank))
+
+    def owner(key: str) -> str:
+        if ".baseline." in key:
+            return key.rpartition(".baseline.")[0]
+        return key.removesuffix(".margin") if key.endswith(".margin") else ""
+
+    present = set(keys)
+    followers: dict[str, list[str]] = {}
+    for key in keys:
+        if owner(key) in present:
+            followers.setdefault(owner(key), []).append(key)
+    ordered = []
+    for key in keys:
+        if owner(key) not in present:
+            ordered.append(key)
+            tail = followers.get(key, [])
+            ordered += sorted(tail, key=place)
+    return ordered
 
 
 def _details(title: str, body: str) -> str:
