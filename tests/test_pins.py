@@ -128,17 +128,22 @@ def test_domain_alignment_scores_pure_a_vs_pure_b_and_the_three_kinds(monkeypatc
         seen.append((codes.copy(), labels.copy()))
         return {"linear_svm": 1.0, "rbf_svm": 1.0}
 
-    def codes(model, data, batches, bn="train", ess=None):
+    def features(run_, data, batches, bn, ess=None, untrained=None):
         assert data is dataset and all(len(b) == 8 for b in batches)
-        return np.array([[np.mean(domains[b])] for b in batches])
+        share = np.array([[np.mean(domains[b])] for b in batches])
+        # the baselines' features are shifted copies, so the global code's calls can be told
+        return {"global": share, **{name: share + 10.0 * (i + 1)
+                                    for i, name in enumerate(ug.BASELINES)}}
 
-    monkeypatch.setattr(ug, "global_codes", codes)
+    monkeypatch.setattr(ug, "_features", features)
     monkeypatch.setattr(ug, "_svm_scores", svm_scores)
-    monkeypatch.setattr(ug, "_alignment_map", lambda *args: None)
+    monkeypatch.setattr(ug, "_alignment_figures", lambda *args: {})
     scores, _ = ug.domain_alignment(run, batches=6, batch_size=8)
-    assert set(scores) == {"pure.linear_svm", "pure.rbf_svm", "three.linear_svm",
-                           "three.rbf_svm"}
-    (pure_codes, pure_labels), (all_codes, kinds) = seen
+    assert {k for k in scores if "baseline" not in k and "margin" not in k} == {
+        "pure.linear_svm", "pure.rbf_svm", "three.linear_svm", "three.rbf_svm"}
+    on_global = [(c, y) for c, y in seen if c.max() <= 1.0]
+    assert len(seen) == 2 * (1 + len(ug.BASELINES)) and len(on_global) == 2
+    (pure_codes, pure_labels), (all_codes, kinds) = on_global
     assert sorted(pure_labels.tolist()) == [0] * 6 + [1] * 6
     np.testing.assert_array_equal(pure_codes[:, 0], pure_labels)  # A batches all 0, B all 1
     assert sorted(kinds.tolist()) == [0] * 6 + [1] * 6 + [2] * 6
