@@ -37,6 +37,7 @@ def test_list_commands(capsys):
                for line in models)
 
 
+@pytest.mark.heavy  # a fresh interpreter
 def test_the_cli_starts_without_the_plotting_and_scipy_stacks():
     """matplotlib and scipy.stats/io/linalg (like scikit-learn and Lightning) load on first use, not
     at `import vaelab`: `import vaelab.cli` took 3.0 s before and 1.6 s after on an idle 2-core

@@ -10,7 +10,7 @@ whose fields all have defaults. The model contract's own promises (latent declar
 per-item posteriors) are checked per model in tests/models/test_model_contract.py.
 Per preset: its config builds and names a compatible model and objective; it takes one step on a
 seeded stand-in of the dataset's shape (in the default run, the presets that bring a new
-(model, objective) or (dataset, batches); every preset in the slow run).
+(model, objective) or (dataset, batches); every preset in the heavy run).
 """
 
 from __future__ import annotations
@@ -177,12 +177,21 @@ def test_three_fit_steps_train_every_parameter_and_resume_exactly(tmp_path, stra
         assert torch.equal(a, b), "the resumed run differs from the straight one"
 
 
-# Pictures and metrics read only the model contract (and the log); the default run covers each
-# model once (its first covering pair, whose three-step run the resume test made), the slow run
-# every pair.
+# Pictures and metrics read only the model contract (and the log): each model once (its first
+# covering pair, whose three-step run the resume test made) in the heavy run, the structured
+# models and one plain Gaussian VAE in the default run, every pair in the slow run.
 FIRST = {m: next(o for mm, o in COVERING if mm == m) for m in MODELS.names()}
-PICTURE_PAIRS = [pytest.param(m, o, marks=() if FIRST[m] == o else pytest.mark.slow)
-                 for m, o in PAIRS]
+#: one plain Gaussian VAE in the default run (the others draw the same kinds; heavy run)
+GAUSSIAN_TWINS = {"conv", "dlib_conv", "nonsyn_burgess", "seed_vae"}
+
+
+def _picture_marks(model: str, objective: str) -> tuple:
+    if FIRST[model] != objective:
+        return (pytest.mark.slow,)
+    return (pytest.mark.heavy,) if model in GAUSSIAN_TWINS else ()
+
+
+PICTURE_PAIRS = [pytest.param(m, o, marks=_picture_marks(m, o)) for m, o in PAIRS]
 
 
 @pytest.mark.parametrize(("model_name", "objective_name"), PICTURE_PAIRS)
@@ -211,13 +220,13 @@ def test_every_applicable_plot_and_the_default_metrics(straight_runs, model_name
 
 def _preset_steps() -> list:
     """Every preset; those whose (model, objective) and (dataset, batches) an earlier preset
-    already stepped are slow (the study's and weak family's grids repeat them per dataset)."""
+    already stepped are heavy (the study's and weak family's grids repeat them per dataset)."""
     seen, params = set(), []
     for preset in vaelab.list_names("presets"):
         config = build_run_config(preset, [])
         keys = {("pair", config.model.name, config.objective.name),
                 ("data", config.data.name, getattr(config.data.config, "batches", ""))}
-        params.append(pytest.param(preset, marks=() if keys - seen else pytest.mark.slow))
+        params.append(pytest.param(preset, marks=() if keys - seen else pytest.mark.heavy))
         seen |= keys
     return params
 

@@ -25,6 +25,7 @@ def _args(tmp_path):
             "train.valid_every=4", "--set", "train.valid_holdout=0.25", "--no-progress"]
 
 
+@pytest.mark.heavy  # two processes (gloo), ~14 s
 def test_two_process_ddp_run(tmp_path):
     """One two-process run: the discriminator's gradients are averaged by hand, validation runs
     on every rank, rank 0 alone writes and reports."""

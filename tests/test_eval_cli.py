@@ -141,6 +141,7 @@ def test_cli_eval_prints_table_and_writes_metrics(run_dir, capsys):
     assert content["protocol"]["seed"] == 2 and "mig" in content
 
 
+@pytest.mark.heavy  # fresh interpreters
 def test_cli_eval_errors_are_one_line(run_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "vaelab.cli", "eval", str(run_dir), "--metrics", "migg"],

@@ -65,6 +65,7 @@ print(min(per_block))
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not ctypes.util.find_library("c"),
                     reason="mallopt exists on glibc Linux only")
+@pytest.mark.heavy  # two fresh interpreters that import torch, ~4 s
 def test_blocks_above_32_mib_are_reused_without_page_faults():
     import subprocess
 

@@ -55,7 +55,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_two_ddp_ranks_train_on_their_own_shards_of_the_domain_batches(tmp_path):
     import vaelab
     from vaelab.data.dsprites_domains import DSpritesDomainsConfig

@@ -58,6 +58,7 @@ def _start_racers(tmp_path: Path, processes: int, rounds: int) -> list[subproces
     return racers
 
 
+@pytest.mark.heavy  # three processes, eight rounds (~6 s)
 def test_processes_racing_for_one_name_exactly_one_wins_each_time(tmp_path):
     rounds, processes = 8, 3
     racers = _start_racers(tmp_path, processes, rounds)
@@ -117,7 +118,7 @@ def _race_two_trains(tmp_path: Path, tiny, name: str, delay: float | None) -> No
     _assert_complete(run)
 
 
-@pytest.mark.slow  # two CLI trainings, ~11 s; the claim itself is raced by real processes above
+@pytest.mark.heavy  # two CLI trainings, ~11 s
 def test_second_train_of_the_same_name_leaves_the_first_intact(tmp_path, tiny):
     """The issue's report, with real processes: the second starts while the first is setting
     up (folder claimed, no config.json yet); it is refused and the first finishes whole."""
@@ -143,6 +144,7 @@ def test_many_races_for_one_name(tmp_path, tiny):
         _race_two_trains(tmp_path, tiny, f"r{i}", rng.uniform(0.0, 4.0))
 
 
+@pytest.mark.heavy  # a second interpreter holds the claim
 def test_a_claimed_folder_is_refused_to_another_process(tmp_path):
     run = tmp_path / "held"
     holder = subprocess.Popen(

@@ -75,31 +75,7 @@ def _without_timings(csv_path: Path) -> list[list[str]]:
     return [keep] + [[row[c] for c in keep] for row in rows]
 
 
-def test_two_ray_trials_one_failing_make_the_table_and_a_rerun_starts_nothing(embedded_ray,
-                                                                            tmp_path, capsys):
-    """The default run's Ray sweep: one trial trains, one cannot draw a batch (the full grid with
-    its UDR report is the slow test below)."""
-    from vaelab.cli import main
-
-    failing = WITH_FAILING.replace('[1.0, 4.0]', '[4.0]')
-    grid = _write(tmp_path / "grid.toml", 4, failing, seeds="[3]")
-    out = tmp_path / "out"
-    result = run_sweep(load_sweep(grid), out, progress=False)
-    assert result.counts == {"done": 1, "failed": 1}
-    columns, rows = read_sweep_csv(out / "sweep.csv")
-    assert [(r["trial"], r["status"]) for r in rows] == [
-        ("ok-batch_size=16-beta=4-seed=3", "done"), ("too_big-batch_size=4096-seed=3", "failed")]
-    scores = json.loads((out / rows[0]["trial"] / "metrics.json").read_text())
-    assert float(rows[0]["mig"]) == pytest.approx(scores["mig"], rel=1e-6)
-    assert rows[0]["steps"] == "4" and "fewer than one batch" in rows[1]["error"]
-    before = (out / "sweep.csv").read_text()
-    capsys.readouterr()
-    assert main(["sweep", str(grid), "--out", str(out)]) == 1
-    assert "1 done, 1 failed (kept), 0 to run" in capsys.readouterr().err
-    assert (out / "sweep.csv").read_text() == before
-
-
-@pytest.mark.slow
+@pytest.mark.heavy  # six Ray trials and the comparison report, ~30 s
 def test_grid_runs_aggregates_records_the_failure_and_reruns_nothing(embedded_ray, tmp_path,
                                                                      capsys):
     from vaelab.cli import main
@@ -193,6 +169,7 @@ def test_a_sweep_stopped_midway_resumes_to_the_same_table(embedded_ray, tmp_path
     assert [line.split(",")[3:] for line in logs[0]] == [line.split(",")[3:] for line in logs[1]]
 
 
+@pytest.mark.heavy  # starts the embedded Ray (~5 s)
 def test_trials_that_cannot_fit_on_the_cluster_are_refused(embedded_ray, tmp_path):
     from vaelab.errors import VaelabError
 

@@ -31,6 +31,7 @@ def test_an_unknown_vaelab_wait_policy_is_a_clear_error():
         perf.set_wait_policy({"VAELAB_WAIT_POLICY": "spin"})
 
 
+@pytest.mark.heavy  # two fresh interpreters that import torch
 def test_importing_vaelab_sets_the_policy_before_torch_loads():
     code = "import os, sys, vaelab; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import vaelab
@@ -71,6 +72,7 @@ def test_python_api_trains_on_pairs_and_reports(tmp_path):
     assert "ml_vae" in report.read_text()
 
 
+@pytest.mark.heavy  # trains a run to refuse its plot
 def test_plot_of_a_run_without_factors_or_pairs_is_a_clear_error(tmp_path, capsys):
     code = main(["train", "--out", str(tmp_path), "--name", "plain", "--set",
                  "data.name=toy_squares", "--set", "objective.name=vae", "--set",

@@ -436,10 +436,12 @@ def _small_dataset_on_disk(name, data, served, monkeypatch):
     return {"variant": "color", "limit": 1024}
 
 
-# each dataset's reader and factors are tested above; the CLI path once per on-disk format
-# family in the default run (h5 and a dSprites variant), every dataset in the slow run
-@pytest.mark.parametrize("name", ["shapes3d", "dsprites"] + [
-    pytest.param(n, marks=pytest.mark.slow) for n in ("mpi3d", "smallnorb", "cars3d_labelled")])
+# each dataset's reader and factors are tested above; the CLI path once
+# in the default run (SmallNORB: its own binary format and a nuisance factor), every dataset in
+# the heavy run
+@pytest.mark.parametrize("name", ["smallnorb"] + [
+    pytest.param(n, marks=pytest.mark.heavy)
+    for n in ("shapes3d", "mpi3d", "cars3d_labelled", "dsprites")])
 def test_short_run_eval_writes_default_metrics_per_factor(env, monkeypatch, name, capsys):
     from vaelab.cli import main
     from vaelab.metrics import DEFAULT_METRICS

@@ -64,6 +64,7 @@ def test_help(capsys):
     assert info.value.code == 0 and "--from PATH" in capsys.readouterr().out
 
 
+@pytest.mark.heavy  # a fresh interpreter
 def test_subprocess_error(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "vaelab.cli", "data", "cifar10", "--root", str(tmp_path)],

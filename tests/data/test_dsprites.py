@@ -194,6 +194,8 @@ def test_registered_and_loadable_by_name():
         DSpritesConfig(source="web")
 
 
+@pytest.mark.heavy  # renders the 737,280-image grid (~8 s)
+@pytest.mark.xdist_group("full_grid")  # one worker renders the grid once
 def test_full_grid_cache_reuse_and_load(full_grid, tmp_path, monkeypatch):
     monkeypatch.setattr(dsprites_module, "_render_packed", lambda factors: full_grid)
     info = DSprites.prepare(DSpritesConfig(root=str(tmp_path)))
@@ -340,6 +342,8 @@ def test_corrupt_npz_raises_data_error(tmp_path):
 # ------------------------------------------------------------------------------- calibration
 
 
+@pytest.mark.heavy
+@pytest.mark.xdist_group("full_grid")
 def test_every_real_image_has_a_twin_in_the_grid(full_grid):
     if not REAL_IMAGES.exists():
         pytest.skip("../shared/data/dsprites-real is not present beside the checkout")

@@ -261,6 +261,7 @@ def test_unknown_metric_name_lists_known_ones():
         METRICS.get("migg")
 
 
+@pytest.mark.heavy  # joblib worker processes and six boosted fits, ~5 s
 def test_dci_in_parallel_gives_the_same_numbers():
     from sklearn.ensemble import GradientBoostingClassifier
 
