@@ -1,7 +1,9 @@
 """Training and encoding speed on a busy machine: idle and beside competing CPU-bound processes.
 
-For each OpenMP wait policy ("runtime": GNU OpenMP's own default, idle threads spin ~300,000 times
-before they sleep; "passive": what vaelab exports before torch loads, see `vaelab.perf`), each
+For each OpenMP wait policy ("auto": vaelab's default, see `vaelab.perf.set_wait_policy`: passive
+when another thread is runnable at the start, else the runtime's; "runtime": GNU OpenMP's own
+default, idle threads spin ~300,000 times before they sleep; "passive": they sleep at once;
+"spin<N>": GOMP_SPINCOUNT=N), each
 thread count (`--threads`, default 1 and 2) and each number of competing processes (`--competing`,
 default 0, 1 and 2; each is a Python busy loop, started and stopped by this script and bounded by
 its own deadline), a fresh subprocess measures
@@ -111,7 +113,10 @@ def measure(workload: str, policy: str, threads: int, competing: int, seconds: f
     """images/s of one workload in a fresh process, beside `competing` busy loops."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
-    env["VAELAB_WAIT_POLICY"] = policy
+    if policy.startswith("spin"):  # "spin<N>": GNU OpenMP spins N times, then sleeps
+        env["VAELAB_WAIT_POLICY"], env["GOMP_SPINCOUNT"] = "runtime", policy[4:]
+    else:
+        env["VAELAB_WAIT_POLICY"] = policy
     deadline = seconds * 6 + 120  # busy loops end by themselves even if this script dies
     loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(deadline)])
              for _ in range(competing)]
@@ -132,7 +137,7 @@ def measure(workload: str, policy: str, threads: int, competing: int, seconds: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default="train,encode")
-    parser.add_argument("--policies", default="runtime,passive")
+    parser.add_argument("--policies", default="auto,runtime,passive")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--competing", default="0,1,2")
     parser.add_argument("--seconds", type=float, default=12.0, help="measurement window")

@@ -621,6 +621,12 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("interpolation: only the first 8 components written", "vaelab/experiments/ugvae.py",
      "for k, grid in enumerate(grids):  # every component",
      "for k, grid in enumerate(grids[:8]):  # every component", BASE),
+    # issue 37: the wait policy chosen from the load at the start
+    ("threads: auto sleeps on an idle machine and spins on a busy one", "vaelab/perf.py",
+     "        if not others:\n", "        if others:\n", ["tests/test_threads.py"]),
+    ("threads: others_running counts the caller", "vaelab/perf.py",
+     "return max(0, min(counts) - 1) if counts else None",
+     "return max(0, min(counts)) if counts else None", ["tests/test_threads.py"]),
 ]
 
 

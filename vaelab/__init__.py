@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from vaelab._version import __version__  # noqa: F401
 
-# Before anything imports torch, whose OpenMP runtime reads its wait policy once, at load: idle
-# threads sleep instead of spinning, so a busy machine does not collapse training (vaelab.perf).
+# Before anything imports torch, whose OpenMP runtime reads its wait policy once, at load: on a
+# machine busy at the start, idle threads sleep instead of spinning, so the other processes do not
+# collapse training; on an idle one they spin, which is faster (vaelab.perf.set_wait_policy).
 from vaelab.perf import set_wait_policy
 
 set_wait_policy()

@@ -21,12 +21,14 @@ Threads on a shared machine (`set_wait_policy`, `available_cpus`, `configure_thr
 CPU wheels run intra-op work on GNU OpenMP, whose idle threads spin for about 300,000 iterations
 (a few ms) before they sleep. When other processes compete for the cores, a spinning thread burns
 the time slice that the thread it waits for needs, and training collapses far below its fair
-share of the machine (measured: 0.34x fair share with two busy loops on two cores; see
-`benchmarks/contention.py` and the performance docs). `set_wait_policy()` exports
-`OMP_WAIT_POLICY=PASSIVE` before the OpenMP runtime starts (vaelab's `__init__` calls it before
-importing torch), so waiting threads sleep at once. A user's own `OMP_WAIT_POLICY` or
-`GOMP_SPINCOUNT` wins, and `VAELAB_WAIT_POLICY=runtime` leaves the runtime's default. Threads are
-capped at the CPUs this process may really use: its affinity mask and its cgroup CPU quota
+share of the machine; on an idle machine, spinning is what makes two threads fast. Measured with
+`benchmarks/contention.py` (2 cores, the main job, 2 threads; the performance docs): idle,
+`OMP_WAIT_POLICY=PASSIVE` trains at 0.70x the spinning default; beside two busy loops, the
+spinning default gets 0.36x its fair share and `PASSIVE` 0.78x. `set_wait_policy()` (called by
+vaelab's `__init__` before torch loads) therefore chooses at the start: `PASSIVE` when another
+thread is runnable, the runtime's spinning when the machine is idle. A user's `OMP_WAIT_POLICY` or
+`GOMP_SPINCOUNT` wins, and `VAELAB_WAIT_POLICY=passive|runtime` forces one. Threads are capped at
+the CPUs this process may really use: its affinity mask and its cgroup CPU quota
 (`os.cpu_count()` sees neither; a container limited to 2 CPUs on a 64-core host would otherwise
 run 64 threads).
 """
@@ -40,38 +42,122 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["available_cpus", "configure_threads", "set_wait_policy", "tune_allocator"]
+__all__ = ["available_cpus", "busy_hint", "configure_threads", "others_running",
+           "set_wait_policy", "tune_allocator", "wait_policy_reason"]
 
 #: The cgroup v2 and v1 files that hold a container's CPU quota.
 _CGROUP_V2 = Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1 = (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
 
 
-def set_wait_policy(environ: dict[str, str] | None = None) -> str | None:
-    """Makes idle OpenMP threads sleep instead of spinning, if nothing has chosen otherwise.
+#: How `set_wait_policy` decided, for the record (`wait_policy_reason()`).
+_REASON = "not chosen yet"
+_OTHERS: int | None = None  # runnable threads besides vaelab's when the policy was chosen
+_PROC_STAT = Path("/proc/stat")
+
+
+def others_running(stat: Path = _PROC_STAT, samples: int = 5) -> int | None:
+    """Runnable threads on this machine besides the caller: the fewest of `samples` reads of
+    `/proc/stat`'s `procs_running` (taken 2 ms apart, so a daemon that wakes for a moment is not
+    counted), minus the caller itself. None where `/proc/stat` cannot be read (not Linux)."""
+    import time
+
+    counts = []
+    for i in range(samples):
+        try:
+            for line in stat.read_text().splitlines():
+                if line.startswith("procs_running "):
+                    counts.append(int(line.split()[1]))
+                    break
+        except (OSError, ValueError):
+            return None
+        if i + 1 < samples:
+            time.sleep(0.002)
+    return max(0, min(counts) - 1) if counts else None
+
+
+def set_wait_policy(environ: dict[str, str] | None = None, others: int | None = -1
+                    ) -> str | None:
+    """Chooses how idle OpenMP threads wait, once, before the OpenMP runtime starts.
+
+    GNU OpenMP's idle threads spin before they sleep. On an idle machine that is the fastest
+    (measured: training at 2 threads 0.70x as fast with `PASSIVE`, which sleeps at once); when
+    other processes compete for the cores, a spinning thread burns the slice the thread it waits
+    for needs, and training collapses (0.36x its fair share with `runtime`, 0.78x with
+    `PASSIVE`). The default, `VAELAB_WAIT_POLICY=auto`, looks at the machine when vaelab is
+    imported: `PASSIVE` if another thread is runnable (`others_running`), else the runtime's own
+    spinning. The thread count is not changed, so results do not depend on the load (the number
+    of threads changes float rounding; the wait policy does not). A machine that becomes busy
+    after the start keeps the policy chosen at the start.
 
     Must run before the OpenMP runtime starts (before `import torch`): the runtime reads its
-    environment once, when it is loaded. Sets `OMP_WAIT_POLICY=PASSIVE` unless the user set
-    `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT`, or `VAELAB_WAIT_POLICY=runtime` asks for the runtime's
-    own default, or torch is already imported (then it would have no effect).
+    environment once, when it is loaded. A user's `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` wins;
+    `VAELAB_WAIT_POLICY=passive` or `runtime` forces one; nothing is set once torch is imported.
 
     Args:
         environ: the environment to change (default: `os.environ`).
+        others: runnable threads besides this one (default: `others_running()`; None: unknown,
+            treated as idle).
 
     Returns:
         The policy now in force ("PASSIVE", the user's value), or None for the runtime's default.
     """
+    global _REASON
     env = os.environ if environ is None else environ
-    choice = env.get("VAELAB_WAIT_POLICY", "passive").strip().lower()
-    if choice not in ("passive", "runtime"):
-        raise ValueError(
-            f"VAELAB_WAIT_POLICY must be 'passive' or 'runtime', got {env['VAELAB_WAIT_POLICY']!r}")
+    choice = env.get("VAELAB_WAIT_POLICY", "auto").strip().lower()
+    if choice not in ("auto", "passive", "runtime"):
+        raise ValueError("VAELAB_WAIT_POLICY must be 'auto', 'passive' or 'runtime', got "
+                         f"{env['VAELAB_WAIT_POLICY']!r}")
     if "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env:
+        _REASON = "the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT"
         return env.get("OMP_WAIT_POLICY")
-    if choice == "runtime" or (environ is None and "torch" in sys.modules):
+    if environ is None and "torch" in sys.modules:
+        _REASON = "torch was imported before vaelab: the runtime's default"
         return None
+    if choice == "auto":
+        if others == -1:
+            others = others_running()
+        global _OTHERS
+        _OTHERS = others
+        if not others:
+            _REASON = ("auto: the machine looked idle at the start (no other runnable thread), "
+                       "so idle threads spin (the runtime's default)")
+            return None
+        _REASON = (f"auto: {others} other runnable thread(s) at the start, so idle threads "
+                   "sleep at once (OMP_WAIT_POLICY=PASSIVE)")
+    elif choice == "runtime":
+        _REASON = "VAELAB_WAIT_POLICY=runtime"
+        return None
+    else:
+        _REASON = "VAELAB_WAIT_POLICY=passive"
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     return "PASSIVE"
+
+
+def busy_hint(threads: int, accelerator: str) -> str | None:
+    """One line for a CPU run with the default thread count on a machine that was busy when
+    vaelab started (`set_wait_policy` saw other runnable threads): one thread is often faster
+    there, but it is not chosen for the user, since the thread count changes float rounding.
+
+    Args:
+        threads: `train.threads` (0: the default, every available CPU).
+        accelerator: `train.accelerator`.
+    """
+    import torch
+
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if threads != 0 or not on_cpu or not _OTHERS or torch.get_num_threads() < 2:
+        return None
+    return (f"note: {_OTHERS} other runnable thread(s) shared this machine's CPUs when vaelab "
+            "started, so idle threads sleep (OMP_WAIT_POLICY=PASSIVE); --set train.threads=1 is "
+            "often faster on a busy machine (measured beside one busy process on 2 cores: "
+            "0.90-1.05x of the fair share against 0.73-0.78x); results then differ from a multi-thread run "
+            "in float rounding (see the performance docs)")
+
+
+def wait_policy_reason() -> str:
+    """Why the OpenMP wait policy in force was chosen (`set_wait_policy`)."""
+    return _REASON
 
 
 def _cgroup_quota(v2: Path = _CGROUP_V2, v1: tuple[Path, Path] = _CGROUP_V1) -> float | None:

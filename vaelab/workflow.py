@@ -192,6 +192,10 @@ def train(
     warnings = schedule_warnings(run_config, total_steps(run_config, len(dataset), world))
     if hint := bf16_hint(train_config.precision, train_config.accelerator):
         warnings.append(hint)
+    from vaelab.perf import busy_hint
+
+    if hint := busy_hint(train_config.threads, train_config.accelerator):
+        warnings.append(hint)
     if verbose and warnings:  # printed once the run directory is claimed (errors come first)
         callbacks = [*callbacks, _PrintAtStart(warnings)]
     from vaelab.rundir import release_run_dir
