@@ -14,7 +14,7 @@ command.
 
     python3 benchmarks/weak_vs_beta.py --quick                  # proves it runs (tiny budget)
     python3 benchmarks/weak_vs_beta.py --steps 20000 --jobs 6 --device cuda
-    python3 benchmarks/weak_vs_beta.py --seeds 1,2,3 --steps 5000 --jobs 2
+    python3 benchmarks/weak_vs_beta.py --seeds 1,2,3 --steps 5000 --jobs 2   # bf16 where native
     python3 benchmarks/weak_vs_beta.py --data toy_squares --steps 600 --pairs 16 --lr 1e-3 \
         --latent-dim 5 --sampler exact --dci dci_fast --num-train 2000 --num-test 1000
 """
@@ -56,7 +56,8 @@ def _overrides(method: str, args, seed: int, threads: int) -> list[str]:
     common = [f"seed={seed}", f"train.steps={args.steps}", f"train.lr={args.lr}",
               "train.checkpoint_every=0", "train.gif_every=0", "train.metrics=",
               f"train.log_every={max(1, args.steps // 20)}", "train.tb_images=false",
-              f"train.threads={threads}", f"model.latent_dim={args.latent_dim}"]
+              f"train.threads={threads}", f"model.latent_dim={args.latent_dim}",
+              f"train.precision={args.precision}"]
     if args.device == "cuda":
         common.append("train.accelerator=cuda")
     else:
@@ -139,6 +140,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=64,
                         help="pairs per Ada-GVAE step (beta-VAE: twice as many images)")
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--precision", default="auto",
+                        help="train.precision of both methods: auto (bf16 where native), "
+                             "32-true, bf16-mixed")
     parser.add_argument("--k", type=int, default=1, help="factors that differ (0: random)")
     parser.add_argument("--sampler", default="paper", help="data.pair_sampler")
     parser.add_argument("--beta", type=float, default=4.0, help="beta-VAE's beta")
@@ -168,7 +172,7 @@ def main(argv=None) -> int:
     print(f"{args.data}{f' (first {args.limit} items)' if args.limit else ''}, pairs differ in "
           f"k = {args.k or 'random'} factor(s) ({args.sampler} sampler); {args.steps} steps of "
           f"{2 * args.pairs} images each (Ada-GVAE: {args.pairs} pairs, beta {args.weak_beta}; "
-          f"beta-VAE: beta {args.beta}); lr {args.lr}; MIG and {args.dci} on "
+          f"beta-VAE: beta {args.beta}); lr {args.lr}; precision {args.precision}; MIG and {args.dci} on "
           f"{args.num_train} points; runs in {out}", flush=True)
     trials = [(m, s) for s in seeds for m in METHODS]
     rows = []
