@@ -246,7 +246,7 @@ def figures(rows: list[dict], scores: list[str], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    from vaelab.viz.sweep_report import rank_correlations
+    from vaelab.sweep.report import rank_correlations
 
     done = [r for r in rows if r["status"] == "done"]
     table = {s: [float(r.get(s, np.nan)) for r in done] for s in scores}
