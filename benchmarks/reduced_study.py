@@ -246,6 +246,7 @@ def figures(rows: list[dict], scores: list[str], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
     from vaelab.sweep.report import rank_correlations
 
     done = [r for r in rows if r["status"] == "done"]
