@@ -172,8 +172,8 @@ def main(argv=None) -> int:
     print(f"{args.data}{f' (first {args.limit} items)' if args.limit else ''}, pairs differ in "
           f"k = {args.k or 'random'} factor(s) ({args.sampler} sampler); {args.steps} steps of "
           f"{2 * args.pairs} images each (Ada-GVAE: {args.pairs} pairs, beta {args.weak_beta}; "
-          f"beta-VAE: beta {args.beta}); lr {args.lr}; precision {args.precision}; MIG and {args.dci} on "
-          f"{args.num_train} points; runs in {out}", flush=True)
+          f"beta-VAE: beta {args.beta}); lr {args.lr}; precision {args.precision}; MIG and "
+          f"{args.dci} on {args.num_train} points; runs in {out}", flush=True)
     trials = [(m, s) for s in seeds for m in METHODS]
     rows = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

@@ -627,6 +627,11 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("threads: others_running counts the caller", "vaelab/perf.py",
      "return max(0, min(counts) - 1) if counts else None",
      "return max(0, min(counts)) if counts else None", ["tests/test_threads.py"]),
+    # the reduced study's report once imported a module the redesign had moved
+    ("benchmarks: reduced_study imports a moved module", "benchmarks/reduced_study.py",
+     "from vaelab.sweep.report import rank_correlations",
+     "from vaelab.viz.sweep_report import rank_correlations",
+     ["tests/test_benchmark_imports.py"]),
 ]
 
 
